@@ -1,0 +1,145 @@
+//! The one validation function every client-supplied path goes through
+//! (PROTOCOL.md 2.3, `nativeRelPath`), made a little stricter than Go's.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Why a client path was refused. The text is what the HTTP 400 body says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelPathError {
+    /// The path was empty.
+    #[error("path not provided")]
+    Empty,
+    /// The path was absolute.
+    #[error("path {0:?} is not relative")]
+    Absolute(String),
+    /// The path climbs out of its base with `..`.
+    #[error("path {0:?} refers to a parent directory")]
+    Parent(String),
+    /// The path starts with a Windows drive letter or a UNC/backslash root.
+    #[error("path {0:?} has a volume name")]
+    Volume(String),
+    /// The path holds a NUL byte, which no file system accepts.
+    #[error("path {0:?} contains a NUL byte")]
+    Nul(String),
+}
+
+/// Checks a slash-separated client path and returns it cleaned, as a relative
+/// native path with only normal components. `"."` (and anything that cleans to
+/// it) yields an empty path, meaning the base directory itself.
+///
+/// Like Go's `nativeRelPath` it rejects empty, absolute and parent-escaping
+/// paths. Beyond Go (whose Linux build never sees a volume name) it also
+/// rejects drive letters (`C:x`, `c:/x`) and backslash roots, so a Windows
+/// client's path means the same thing on every buildlet.
+pub fn validate(p: &str) -> Result<PathBuf, RelPathError> {
+    if p.is_empty() {
+        return Err(RelPathError::Empty);
+    }
+    if p.contains('\0') {
+        return Err(RelPathError::Nul(p.to_string()));
+    }
+    let bytes = p.as_bytes();
+    if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
+        return Err(RelPathError::Volume(p.to_string()));
+    }
+    if p.starts_with('\\') {
+        return Err(RelPathError::Volume(p.to_string()));
+    }
+    if p.starts_with('/') {
+        return Err(RelPathError::Absolute(p.to_string()));
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if out.pop().is_none() {
+                    return Err(RelPathError::Parent(p.to_string()));
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out.iter().collect())
+}
+
+/// Reports whether `rel` (already validated) names the base directory itself.
+pub fn is_base(rel: &Path) -> bool {
+    rel.components().next().is_none()
+}
+
+/// Lexically resolves a symlink target relative to the directory holding the
+/// link (`link_rel`, relative to the root) and reports whether it stays inside
+/// the root. Absolute targets never do: the client cannot know where the root
+/// lives on the remote machine.
+pub fn symlink_target_stays_inside(link_rel: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: Vec<Component<'_>> = link_rel.parent().map_or_else(Vec::new, |p| {
+        p.components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect()
+    });
+    for c in target.components() {
+        match c {
+            Component::Normal(_) => depth.push(c),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_and_cleans_relative_paths() {
+        assert_eq!(validate("go/src").unwrap(), PathBuf::from("go/src"));
+        assert_eq!(validate("./a//b/").unwrap(), PathBuf::from("a/b"));
+        assert_eq!(validate("a/../b").unwrap(), PathBuf::from("b"));
+        assert!(is_base(&validate(".").unwrap()));
+        assert!(is_base(&validate("a/..").unwrap()));
+    }
+
+    #[test]
+    fn rejects_what_go_rejects() {
+        assert_eq!(validate(""), Err(RelPathError::Empty));
+        assert!(matches!(validate("/etc"), Err(RelPathError::Absolute(_))));
+        assert!(matches!(validate(".."), Err(RelPathError::Parent(_))));
+        assert!(matches!(validate("../x"), Err(RelPathError::Parent(_))));
+        assert!(matches!(validate("a/../../x"), Err(RelPathError::Parent(_))));
+    }
+
+    #[test]
+    fn rejects_volumes_and_nul() {
+        assert!(matches!(validate("C:x"), Err(RelPathError::Volume(_))));
+        assert!(matches!(validate("c:/windows"), Err(RelPathError::Volume(_))));
+        assert!(matches!(validate("\\\\server\\share"), Err(RelPathError::Volume(_))));
+        assert!(matches!(validate("a\0b"), Err(RelPathError::Nul(_))));
+    }
+
+    #[test]
+    fn error_text_is_one_line() {
+        let e = validate("../etc/passwd").unwrap_err().to_string();
+        assert_eq!(e, "path \"../etc/passwd\" refers to a parent directory");
+    }
+
+    #[test]
+    fn symlink_targets() {
+        let l = Path::new("go/src/link");
+        assert!(symlink_target_stays_inside(l, Path::new("x")));
+        assert!(symlink_target_stays_inside(l, Path::new("../../y")));
+        assert!(!symlink_target_stays_inside(l, Path::new("../../../y")));
+        assert!(!symlink_target_stays_inside(l, Path::new("/etc")));
+        assert!(!symlink_target_stays_inside(Path::new("top"), Path::new("..")));
+    }
+}
