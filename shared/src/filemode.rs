@@ -105,7 +105,11 @@ pub fn to_string(m: u32) -> String {
     }
     const RWX: &[u8; 9] = b"rwxrwxrwx";
     for (i, c) in RWX.iter().enumerate() {
-        s.push(if m & (1 << (8 - i)) != 0 { *c as char } else { '-' });
+        s.push(if m & (1 << (8 - i)) != 0 {
+            *c as char
+        } else {
+            '-'
+        });
     }
     s
 }
@@ -126,7 +130,10 @@ mod tests {
         assert_eq!(to_string(MODE_SYMLINK | 0o777), "Lrwxrwxrwx");
         assert_eq!(to_string(MODE_SETUID | 0o755), "urwxr-xr-x");
         assert_eq!(to_string(MODE_DIR | MODE_STICKY | 0o777), "dtrwxrwxrwx");
-        assert_eq!(to_string(MODE_DEVICE | MODE_CHAR_DEVICE | 0o666), "Dcrw-rw-rw-");
+        assert_eq!(
+            to_string(MODE_DEVICE | MODE_CHAR_DEVICE | 0o666),
+            "Dcrw-rw-rw-"
+        );
         assert_eq!(to_string(MODE_NAMED_PIPE | 0o600), "prw-------");
         assert_eq!(to_string(0), "----------");
     }

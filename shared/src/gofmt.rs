@@ -145,7 +145,10 @@ mod tests {
     fn process_states() {
         assert_eq!(process_state(Some(1), None, false), "exit status 1");
         assert_eq!(process_state(None, Some(9), false), "signal: killed");
-        assert_eq!(process_state(None, Some(11), true), "signal: segmentation fault (core dumped)");
+        assert_eq!(
+            process_state(None, Some(11), true),
+            "signal: segmentation fault (core dumped)"
+        );
         assert_eq!(signal_name(64), "signal 64");
     }
 

@@ -6,6 +6,8 @@
 
 pub mod filemode;
 pub mod gofmt;
+pub mod platform;
 pub mod relpath;
 pub mod safefs;
+pub mod tarpack;
 pub mod untar;

@@ -116,14 +116,23 @@ mod tests {
         assert!(matches!(validate("/etc"), Err(RelPathError::Absolute(_))));
         assert!(matches!(validate(".."), Err(RelPathError::Parent(_))));
         assert!(matches!(validate("../x"), Err(RelPathError::Parent(_))));
-        assert!(matches!(validate("a/../../x"), Err(RelPathError::Parent(_))));
+        assert!(matches!(
+            validate("a/../../x"),
+            Err(RelPathError::Parent(_))
+        ));
     }
 
     #[test]
     fn rejects_volumes_and_nul() {
         assert!(matches!(validate("C:x"), Err(RelPathError::Volume(_))));
-        assert!(matches!(validate("c:/windows"), Err(RelPathError::Volume(_))));
-        assert!(matches!(validate("\\\\server\\share"), Err(RelPathError::Volume(_))));
+        assert!(matches!(
+            validate("c:/windows"),
+            Err(RelPathError::Volume(_))
+        ));
+        assert!(matches!(
+            validate("\\\\server\\share"),
+            Err(RelPathError::Volume(_))
+        ));
         assert!(matches!(validate("a\0b"), Err(RelPathError::Nul(_))));
     }
 
@@ -140,6 +149,9 @@ mod tests {
         assert!(symlink_target_stays_inside(l, Path::new("../../y")));
         assert!(!symlink_target_stays_inside(l, Path::new("../../../y")));
         assert!(!symlink_target_stays_inside(l, Path::new("/etc")));
-        assert!(!symlink_target_stays_inside(Path::new("top"), Path::new("..")));
+        assert!(!symlink_target_stays_inside(
+            Path::new("top"),
+            Path::new("..")
+        ));
     }
 }

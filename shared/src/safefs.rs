@@ -140,7 +140,12 @@ impl DirCache {
 
     /// Creates `rel` and its missing parents below `root` (mode `mode`, less
     /// the umask), refusing to pass through symlinks.
-    pub fn create_dir_all(&mut self, root: &Path, rel: &Path, mode: u32) -> Result<(), SafeFsError> {
+    pub fn create_dir_all(
+        &mut self,
+        root: &Path,
+        rel: &Path,
+        mode: u32,
+    ) -> Result<(), SafeFsError> {
         let mut cur = PathBuf::new();
         for comp in rel.components() {
             cur.push(comp);
@@ -259,7 +264,10 @@ mod tests {
         assert!(check_parents(root.path(), Path::new("a")).is_ok());
         assert!(check_dir(root.path(), Path::new("a")).is_err());
         let mut c = DirCache::default();
-        assert!(c.create_dir_all(root.path(), Path::new("a/x"), 0o755).is_err());
+        assert!(
+            c.create_dir_all(root.path(), Path::new("a/x"), 0o755)
+                .is_err()
+        );
         assert!(!outside.path().join("x").exists());
     }
 

@@ -375,10 +375,13 @@ fn commit(root: &Path, base: &Path, planned: &[Planned]) -> Result<Stats, UntarE
                 }
                 let tmp = abs.with_file_name(format!(
                     ".{}.link-{:08x}",
-                    abs.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                    abs.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default(),
                     rand::random::<u32>()
                 ));
-                symlink(target, &tmp).map_err(|e| UntarError::Commit(SafeFsError::io("symlink", &tmp, e)))?;
+                symlink(target, &tmp)
+                    .map_err(|e| UntarError::Commit(SafeFsError::io("symlink", &tmp, e)))?;
                 fs::rename(&tmp, &abs).map_err(|e| {
                     let _ = fs::remove_file(&tmp);
                     UntarError::Commit(SafeFsError::io("rename", &abs, e))
@@ -424,7 +427,10 @@ impl<R: Read> HeaderProbe for flate2::read::GzDecoder<R> {
         let mut none = [0u8; 0];
         self.read(&mut none)?;
         if self.header().is_none() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "invalid gzip header"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "invalid gzip header",
+            ));
         }
         Ok(())
     }
@@ -506,9 +512,15 @@ mod tests {
         let st = extract_tgz(&data[..], &root, Path::new("go"), &staging).unwrap();
         assert_eq!((st.files, st.symlinks, st.bytes), (2, 1, 15));
         assert_eq!(fs::read(root.join("go/a/b.txt")).unwrap(), b"hello");
-        assert_eq!(fs::read_link(root.join("go/a/l")).unwrap(), Path::new("b.txt"));
+        assert_eq!(
+            fs::read_link(root.join("go/a/l")).unwrap(),
+            Path::new("b.txt")
+        );
         use std::os::unix::fs::PermissionsExt;
-        let m = fs::metadata(root.join("go/run.sh")).unwrap().permissions().mode();
+        let m = fs::metadata(root.join("go/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(m & 0o100, 0o100);
         // The staging directory is gone.
         assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
@@ -517,20 +529,29 @@ mod tests {
     #[test]
     fn bad_input_changes_nothing() {
         let cases: Vec<(&str, Vec<u8>)> = vec![
-            ("dotdot", tgz(|b| {
-                file(b, "ok.txt", b"x", 0o644);
-                file(b, "../evil", b"x", 0o644);
-            })),
-            ("absolute", tgz(|b| {
-                file(b, "ok.txt", b"x", 0o644);
-                file(b, "/tmp/evil", b"x", 0o644);
-            })),
+            (
+                "dotdot",
+                tgz(|b| {
+                    file(b, "ok.txt", b"x", 0o644);
+                    file(b, "../evil", b"x", 0o644);
+                }),
+            ),
+            (
+                "absolute",
+                tgz(|b| {
+                    file(b, "ok.txt", b"x", 0o644);
+                    file(b, "/tmp/evil", b"x", 0o644);
+                }),
+            ),
             ("drive", tgz(|b| file(b, "C:evil", b"x", 0o644))),
             ("escaping link", tgz(|b| link(b, "l", "../../etc"))),
-            ("through own link", tgz(|b| {
-                link(b, "l", "sub");
-                file(b, "l/x", b"x", 0o644);
-            })),
+            (
+                "through own link",
+                tgz(|b| {
+                    link(b, "l", "sub");
+                    file(b, "l/x", b"x", 0o644);
+                }),
+            ),
             ("not gzip", b"this is not gzip at all".to_vec()),
         ];
         for (what, data) in cases {
@@ -580,7 +601,12 @@ mod tests {
         extract_tgz(&data[..], &root, Path::new(""), &staging).unwrap();
         assert_eq!(fs::read(outside.path().join("target")).unwrap(), b"orig");
         assert_eq!(fs::read(root.join("f")).unwrap(), b"new");
-        assert!(!fs::symlink_metadata(root.join("f")).unwrap().file_type().is_symlink());
+        assert!(
+            !fs::symlink_metadata(root.join("f"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]
