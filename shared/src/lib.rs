@@ -1,7 +1,9 @@
 //! Code more than one gomote binary needs: client path validation (`relpath`),
 //! Go `os.FileMode` bits and strings (`filemode`), Go-compatible quoting and
 //! process-state text (`gofmt`), and the symlink-safe file-system helpers and
-//! tar extraction the buildlet uses (`safefs`, `untar`).
+//! tar extraction the buildlet uses (`safefs`, `untar`), the GomoteService
+//! gRPC types (`proto`), and an async HTTP client for buildlets
+//! (`buildlet_client`).
 #![warn(missing_docs)]
 
 pub mod filemode;
@@ -11,3 +13,18 @@ pub mod relpath;
 pub mod safefs;
 pub mod tarpack;
 pub mod untar;
+
+/// The GomoteService gRPC API, generated from `proto/gomote.proto`.
+///
+/// The proto package is `protos`, so method paths are
+/// `/protos.GomoteService/<Method>` as the Go clients expect. Server code is in
+/// [`proto::gomote_service_server`], client code in
+/// [`proto::gomote_service_client`].
+pub mod proto {
+    /// The generated code, module-named after the proto package.
+    #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
+    pub mod protos {
+        tonic::include_proto!("protos");
+    }
+    pub use protos::*;
+}
