@@ -425,7 +425,7 @@ impl<R: Read> HeaderProbe for flate2::read::GzDecoder<R> {
     fn header_probe(&mut self) -> io::Result<()> {
         // A zero-length read drives the header parser without consuming data.
         let mut none = [0u8; 0];
-        self.read(&mut none)?;
+        let _empty = self.read(&mut none)?;
         if self.header().is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

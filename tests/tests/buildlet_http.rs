@@ -346,7 +346,7 @@ async fn exec_env_path_dir_and_debug() {
         out.starts_with(":: Running /bin/echo with args [\"/bin/echo\" \"hi\"] and env ["),
         "{out}"
     );
-    assert!(out.ends_with(&format!(" in dir /bin\n\nhi\n")), "{out}");
+    assert!(out.ends_with(" in dir /bin\n\nhi\n"), "{out}");
 
     // Start failures and signals are reported in the trailer.
     let (st, _, tr) = exec(&b, &[("cmd", "sub/missing")]).await;

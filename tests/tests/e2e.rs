@@ -1,4 +1,7 @@
 //! End-to-end tests: each starts the real binaries on its own temporary
 //! directories and loopback ports, so they run in parallel.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod buildlet_http;
