@@ -6,6 +6,7 @@
 //! (`buildlet_client`).
 #![warn(missing_docs)]
 
+pub mod buildlet_client;
 pub mod filemode;
 pub mod gofmt;
 pub mod platform;

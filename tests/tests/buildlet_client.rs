@@ -233,7 +233,10 @@ async fn client_file_round_trip() -> Result<()> {
         "{hello:?}"
     );
     ensure!(find("t/a/").is_some(), "t/a/ not listed: {lines:?}");
-    ensure!(find("t/a/b.txt").is_some(), "t/a/b.txt not listed: {lines:?}");
+    ensure!(
+        find("t/a/b.txt").is_some(),
+        "t/a/b.txt not listed: {lines:?}"
+    );
     ensure!(
         !lines.iter().any(|l| l.contains("skipme")),
         "skipped dir listed: {lines:?}"
@@ -339,7 +342,10 @@ async fn client_password() -> Result<()> {
 async fn client_halt_stops_buildlet() -> Result<()> {
     let mut b = Buildlet::start()?;
     client_for(&b)?.halt().await?;
-    ensure!(b.wait_exit(Duration::from_secs(10)), "buildlet still running");
+    ensure!(
+        b.wait_exit(Duration::from_secs(10)),
+        "buildlet still running"
+    );
     Ok(())
 }
 
