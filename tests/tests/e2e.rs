@@ -4,4 +4,5 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod buildlet_client;
 mod buildlet_http;

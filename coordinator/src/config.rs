@@ -1,0 +1,343 @@
+//! The coordinator's configuration: timings, the URL hosts transfers may
+//! fetch from, the local pool, and the builder and host types it offers
+//! (from a TOML file, or a built-in default for the machine it runs on).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything configurable, with defaults for a single machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Seconds an instance lives after its last use (Go: 30 minutes).
+    pub idle_timeout_secs: u64,
+    /// Seconds between reaper passes (Go: one minute).
+    pub reap_interval_secs: u64,
+    /// Seconds between buildlet heartbeats (three misses mark it dead).
+    pub heartbeat_interval_secs: u64,
+    /// The URL clients and buildlets reach this coordinator's HTTP side at
+    /// (upload and download URLs are built from it) [default: http://<listen address>].
+    pub public_url: Option<String>,
+    /// Hosts (as `host` or `host:port`) whose URLs WriteTGZFromURL and
+    /// WriteFileFromURL may fetch. Empty by default: no server-side request
+    /// forgery unless asked for.
+    pub allowed_url_hosts: Vec<String>,
+    /// The local pool: buildlets as child processes of this coordinator.
+    pub local_pool: LocalPool,
+    /// Host types: the machines instances run on.
+    pub host_types: Vec<HostType>,
+    /// Builder types: what users ask for; each runs on a host type.
+    pub builders: Vec<Builder>,
+}
+
+/// How local buildlets are started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalPool {
+    /// The buildlet binary [default: `buildlet` beside this program].
+    pub buildlet: Option<PathBuf>,
+    /// Sandbox each buildlet with bubblewrap: `auto` (when installed), `bwrap`, `none`.
+    pub sandbox: Sandbox,
+}
+
+/// Whether and how to sandbox local buildlets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sandbox {
+    /// bubblewrap when `bwrap` is on PATH and works, else none.
+    Auto,
+    /// Always bubblewrap; starting an instance fails without it.
+    Bwrap,
+    /// No sandbox.
+    None,
+}
+
+/// A kind of machine, and how many instances of it may run at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostType {
+    /// Its name, e.g. `host-linux-amd64-local`.
+    pub name: String,
+    /// The pool that provides it; only `local` exists so far.
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    /// Instances that may exist at once; more requests queue.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+}
+
+/// A builder type users create instances of.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Builder {
+    /// Its name, e.g. `linux-amd64-race`.
+    pub name: String,
+    /// The host type it runs on.
+    pub host_type: String,
+    /// `KEY=value` entries every command on it gets (before the client's).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// A bootstrap Go toolchain (a directory or a .tar.gz on this host)
+    /// AddBootstrap writes into the instance's `go1.4`.
+    #[serde(default)]
+    pub bootstrap: Option<PathBuf>,
+}
+
+fn default_pool() -> String {
+    "local".into()
+}
+
+fn default_capacity() -> usize {
+    8
+}
+
+impl Default for LocalPool {
+    fn default() -> Self {
+        LocalPool {
+            buildlet: None,
+            sandbox: Sandbox::Auto,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            idle_timeout_secs: 30 * 60,
+            reap_interval_secs: 60,
+            heartbeat_interval_secs: 10,
+            public_url: None,
+            allowed_url_hosts: Vec::new(),
+            local_pool: LocalPool::default(),
+            host_types: Vec::new(),
+            builders: Vec::new(),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// The contents are inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads a TOML file; host types and builders left out are filled with
+    /// the built-in default for this machine.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut c: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        c.fill_defaults();
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The built-in default for this machine.
+    pub fn builtin() -> Config {
+        let mut c = Config::default();
+        c.fill_defaults();
+        c
+    }
+
+    /// Adds the native host type and its builders when none are configured.
+    pub fn fill_defaults(&mut self) {
+        let goos = gomote_shared::platform::goos();
+        let goarch = gomote_shared::platform::goarch();
+        let host = format!("host-{goos}-{goarch}-local");
+        if self.host_types.is_empty() {
+            self.host_types.push(HostType {
+                name: host.clone(),
+                pool: default_pool(),
+                capacity: default_capacity(),
+            });
+        }
+        if self.builders.is_empty() {
+            let bootstrap = detect_host_goroot();
+            let native = format!("{goos}-{goarch}");
+            let b = |name: String, env: &[&str]| Builder {
+                name,
+                host_type: host.clone(),
+                env: env.iter().map(|s| s.to_string()).collect(),
+                bootstrap: bootstrap.clone(),
+            };
+            self.builders.push(b(native.clone(), &[]));
+            // Variants that differ only in environment, as the Go builders do.
+            self.builders.push(b(
+                format!("{native}-race"),
+                &["GOFLAGS=-race", "CGO_ENABLED=1", "GO_TEST_TIMEOUT_SCALE=2"],
+            ));
+            self.builders
+                .push(b(format!("{native}-noopt"), &["GO_GCFLAGS=-N -l"]));
+            self.builders.push(b(
+                format!("{native}-longtest"),
+                &["GO_TEST_SHORT=0", "GO_TEST_TIMEOUT_SCALE=5"],
+            ));
+            if goarch == "amd64" {
+                self.builders
+                    .push(b(format!("{goos}-386"), &["GOARCH=386", "GOHOSTARCH=386"]));
+            }
+        }
+    }
+
+    /// Checks builders name existing host types and names are unique.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for b in &self.builders {
+            if !self.host_types.iter().any(|h| h.name == b.host_type) {
+                return Err(ConfigError::Invalid(format!(
+                    "builder {:?} names unknown host type {:?}",
+                    b.name, b.host_type
+                )));
+            }
+            if let Some(e) = b.env.iter().find(|e| !e.contains('=')) {
+                return Err(ConfigError::Invalid(format!(
+                    "builder {:?}: env entry {e:?} has no '='",
+                    b.name
+                )));
+            }
+        }
+        for h in &self.host_types {
+            if h.pool != "local" {
+                return Err(ConfigError::Invalid(format!(
+                    "host type {:?}: unknown pool {:?} (only \"local\" exists)",
+                    h.name, h.pool
+                )));
+            }
+            if h.capacity == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "host type {:?}: capacity must be at least 1",
+                    h.name
+                )));
+            }
+        }
+        let mut names: Vec<&str> = self.builders.iter().map(|b| b.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::Invalid(format!(
+                "builder {:?} is defined twice",
+                w[0]
+            )));
+        }
+        Ok(())
+    }
+
+    /// The builder named `name`.
+    pub fn builder(&self, name: &str) -> Option<&Builder> {
+        self.builders.iter().find(|b| b.name == name)
+    }
+
+    /// The host type named `name`.
+    pub fn host_type(&self, name: &str) -> Option<&HostType> {
+        self.host_types.iter().find(|h| h.name == name)
+    }
+
+    /// Idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+/// `go env GOROOT` of a Go installed on this host, if any; a bounded wait,
+/// since a broken toolchain must not hang start-up.
+fn detect_host_goroot() -> Option<PathBuf> {
+    let mut child = std::process::Command::new("go")
+        .args(["env", "GOROOT"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) if s.success() => break,
+            Ok(Some(_)) | Err(_) => return None,
+            Ok(None) if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                return None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let mut out = String::new();
+    use std::io::Read;
+    child.stdout.take()?.read_to_string(&mut out).ok()?;
+    let p = PathBuf::from(out.trim());
+    p.join("bin/go").exists().then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_offers_native_and_variants() {
+        let c = Config::builtin();
+        c.validate().unwrap();
+        let native = format!(
+            "{}-{}",
+            gomote_shared::platform::goos(),
+            gomote_shared::platform::goarch()
+        );
+        assert!(c.builder(&native).is_some());
+        assert!(c.builder(&format!("{native}-race")).is_some());
+        let host = &c.builder(&native).unwrap().host_type;
+        assert!(c.builders.iter().all(|b| &b.host_type == host));
+    }
+
+    #[test]
+    fn parses_toml_and_rejects_inconsistency() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(
+            &p,
+            r#"
+idle_timeout_secs = 5
+[[host_types]]
+name = "h"
+capacity = 2
+[[builders]]
+name = "b1"
+host_type = "h"
+env = ["A=1"]
+"#,
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.idle_timeout_secs, 5);
+        assert_eq!(c.builders.len(), 1);
+        std::fs::write(
+            &p,
+            "[[builders]]\nname = \"b\"\nhost_type = \"nope\"\n[[host_types]]\nname=\"h\"\n",
+        )
+        .unwrap();
+        assert!(matches!(Config::load(&p), Err(ConfigError::Invalid(_))));
+        std::fs::write(&p, "bogus_key = 1\n").unwrap();
+        assert!(matches!(Config::load(&p), Err(ConfigError::Parse { .. })));
+    }
+}

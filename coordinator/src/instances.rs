@@ -1,0 +1,295 @@
+//! The instance table: names (`<user>-<builder>-<n>`, lowest free n), owner
+//! checks (NotFound versus PermissionDenied, as Go's server), idle expiry
+//! renewed by every RPC that names an instance and held off while a
+//! streaming RPC runs, dead-buildlet verdicts, and persistence in sled so a
+//! restarted coordinator still knows its instances.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gomote_shared::buildlet_client::{BuildletClient, Heartbeat};
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+
+use crate::local_pool::Started;
+use crate::queue::Permit;
+
+/// What is persisted about an instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// Its name.
+    pub id: String,
+    /// The owner ID.
+    pub owner: String,
+    /// The builder type asked for.
+    pub builder_type: String,
+    /// The host type it runs on.
+    pub host_type: String,
+    /// Creation time, Unix seconds.
+    pub created: i64,
+    /// Expiry time, Unix seconds.
+    pub expires: i64,
+    /// The buildlet's work directory.
+    pub working_dir: String,
+    /// The local buildlet.
+    pub buildlet: Started,
+}
+
+/// Why an instance can no longer be used.
+#[derive(Debug, Clone)]
+pub struct Death {
+    /// When it was noticed.
+    pub when: SystemTime,
+    /// Why.
+    pub why: String,
+}
+
+/// A live instance.
+#[derive(Debug)]
+pub struct Instance {
+    rec: Mutex<Record>,
+    /// A client for its buildlet.
+    pub client: BuildletClient,
+    death: Mutex<Option<Death>>,
+    active: AtomicUsize,
+    _permit: Permit,
+    heartbeat: Mutex<Option<Heartbeat>>,
+}
+
+/// Unix seconds of a time.
+pub fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// RFC 3339 (UTC, seconds) of a time, for messages.
+pub fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{}", unix(t)))
+}
+
+impl Instance {
+    /// Wraps a record with its client and queue slot.
+    pub fn new(rec: Record, client: BuildletClient, permit: Permit) -> Instance {
+        Instance {
+            rec: Mutex::new(rec),
+            client,
+            death: Mutex::new(None),
+            active: AtomicUsize::new(0),
+            _permit: permit,
+            heartbeat: Mutex::new(None),
+        }
+    }
+
+    /// A copy of the record.
+    pub fn record(&self) -> Record {
+        self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Its name.
+    pub fn id(&self) -> String {
+        self.record().id
+    }
+
+    /// Keeps the heartbeat task alive as long as the instance.
+    pub fn set_heartbeat(&self, hb: Heartbeat) {
+        *self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(hb);
+    }
+
+    /// Records that the buildlet died.
+    pub fn mark_dead(&self, when: SystemTime, why: String) {
+        let mut d = self.death.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_none() {
+            *d = Some(Death { when, why });
+        }
+    }
+
+    /// Fails with which instance died and when, if it did.
+    pub fn check_alive(&self) -> Result<(), Status> {
+        match &*self.death.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(d) => Err(Status::aborted(format!(
+                "instance {} died at {}: {}",
+                self.id(),
+                rfc3339(d.when),
+                d.why
+            ))),
+        }
+    }
+
+    /// Marks a streaming RPC as running; expiry is held off until the guard drops.
+    pub fn activate(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        ActiveGuard(self.clone())
+    }
+
+    fn renew(&self, idle: Duration) -> Record {
+        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+        r.expires = unix(SystemTime::now() + idle);
+        r.clone()
+    }
+}
+
+/// Held while a streaming RPC uses an instance.
+#[derive(Debug)]
+pub struct ActiveGuard(Arc<Instance>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// All instances.
+#[derive(Debug)]
+pub struct Table {
+    map: Mutex<BTreeMap<String, Arc<Instance>>>,
+    reserved: Mutex<HashSet<String>>,
+    db: sled::Tree,
+    idle: Duration,
+}
+
+impl Table {
+    /// A table persisted in `db`.
+    pub fn new(db: sled::Tree, idle: Duration) -> Table {
+        Table {
+            map: Mutex::default(),
+            reserved: Mutex::default(),
+            db,
+            idle,
+        }
+    }
+
+    /// The persisted records (for restoring after a restart).
+    pub fn stored(&self) -> Vec<Record> {
+        self.db
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect()
+    }
+
+    fn persist(&self, r: &Record) {
+        match serde_json::to_vec(r) {
+            Ok(v) => {
+                if let Err(e) = self.db.insert(r.id.as_bytes(), v) {
+                    tracing::error!(id = %r.id, error = %e, "persisting instance");
+                }
+            }
+            Err(e) => tracing::error!(id = %r.id, error = %e, "encoding instance"),
+        }
+    }
+
+    /// Picks the lowest free `<user>-<builder>-<n>` and holds it until
+    /// [`Table::insert`] or [`Table::release`].
+    pub fn reserve(&self, user: &str, builder: &str) -> String {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0u64;
+        loop {
+            let name = format!("{user}-{builder}-{n}");
+            if !map.contains_key(&name) && !reserved.contains(&name) {
+                reserved.insert(name.clone());
+                return name;
+            }
+            n += 1;
+        }
+    }
+
+    /// Gives back a reserved name that was not used.
+    pub fn release(&self, name: &str) {
+        self.reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// Adds an instance (its name reserved before, or restored).
+    pub fn insert(&self, inst: Arc<Instance>) {
+        let rec = inst.record();
+        self.persist(&rec);
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rec.id.clone(), inst);
+        self.release(&rec.id);
+    }
+
+    /// Removes an instance.
+    pub fn remove(&self, id: &str) -> Option<Arc<Instance>> {
+        let _ = self.db.remove(id.as_bytes());
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+    }
+
+    /// Go's `session(id, owner)`: NotFound when it does not exist,
+    /// PermissionDenied when another user owns it; renews its expiry.
+    pub fn session(&self, id: &str, owner: &str) -> Result<Arc<Instance>, Status> {
+        let inst = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Status::not_found("specified gomote instance does not exist"))?;
+        if inst.record().owner != owner {
+            return Err(Status::permission_denied(
+                "not allowed to modify this gomote session",
+            ));
+        }
+        let rec = inst.renew(self.idle);
+        self.persist(&rec);
+        Ok(inst)
+    }
+
+    /// The owner's instances, sorted by name.
+    pub fn list(&self, owner: &str) -> Vec<Record> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|i| i.record())
+            .filter(|r| r.owner == owner)
+            .collect()
+    }
+
+    /// Every instance (for the status page and the reaper).
+    pub fn all(&self) -> Vec<Arc<Instance>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Renews instances with a streaming RPC in flight and returns those
+    /// whose expiry has passed.
+    pub fn expired(&self, now: SystemTime) -> Vec<Arc<Instance>> {
+        let mut out = Vec::new();
+        for inst in self.all() {
+            if inst.active.load(Ordering::SeqCst) > 0 {
+                let rec = inst.renew(self.idle);
+                self.persist(&rec);
+            } else if inst.record().expires <= unix(now) {
+                out.push(inst);
+            }
+        }
+        out
+    }
+
+    /// The idle timeout.
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+}

@@ -1,0 +1,299 @@
+//! The `local` pool: every instance is a `buildlet` child process on
+//! loopback with its own work directory under the state directory and a
+//! random password, sandboxed with bubblewrap when available (read-only
+//! system, private /tmp, HOME inside the instance directory). Buildlets run
+//! in their own process group, so they outlive a coordinator restart.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use gomote_shared::buildlet_client::BuildletClient;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::config::Sandbox;
+
+/// A started buildlet, as recorded in the state directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Started {
+    /// Process id of the buildlet (or of bwrap around it); its process group.
+    pub pid: i32,
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// Its Basic-auth password.
+    pub password: String,
+    /// The instance directory (work directory, home, log).
+    pub dir: PathBuf,
+}
+
+impl Started {
+    /// A client for this buildlet.
+    pub fn client(&self) -> Result<BuildletClient, gomote_shared::buildlet_client::Error> {
+        BuildletClient::new(&self.addr, Some(self.password.clone()))
+    }
+}
+
+/// Why a buildlet could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// Spawning or preparing failed.
+    #[error("starting buildlet: {0}")]
+    Start(String),
+}
+
+/// The local pool.
+#[derive(Debug)]
+pub struct LocalPool {
+    buildlet: PathBuf,
+    root: PathBuf,
+    bwrap: Option<PathBuf>,
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Reports whether bubblewrap can actually create a sandbox here (it needs
+/// user namespaces or privileges some containers lack).
+fn bwrap_works(bwrap: &Path) -> bool {
+    std::process::Command::new(bwrap)
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--",
+            "/bin/true",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl LocalPool {
+    /// Sets up the pool with instance directories under `root`.
+    pub fn new(
+        buildlet: Option<PathBuf>,
+        root: PathBuf,
+        sandbox: Sandbox,
+    ) -> Result<LocalPool, PoolError> {
+        let buildlet = match buildlet {
+            Some(b) => b,
+            None => {
+                let exe = std::env::current_exe().map_err(|e| PoolError::Start(e.to_string()))?;
+                let beside = exe.with_file_name("buildlet");
+                // Test binaries live one level down, in deps/.
+                let above = exe
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(|p| p.join("buildlet"));
+                if beside.is_file() {
+                    beside
+                } else if let Some(a) = above.filter(|a| a.is_file()) {
+                    a
+                } else {
+                    find_on_path("buildlet").ok_or_else(|| {
+                        PoolError::Start(format!(
+                            "no buildlet binary beside {} or on PATH (set local_pool.buildlet)",
+                            exe.display()
+                        ))
+                    })?
+                }
+            }
+        };
+        let bwrap = match sandbox {
+            Sandbox::None => None,
+            Sandbox::Auto => find_on_path("bwrap").filter(|b| bwrap_works(b)),
+            Sandbox::Bwrap => Some(
+                find_on_path("bwrap")
+                    .filter(|b| bwrap_works(b))
+                    .ok_or_else(|| {
+                        PoolError::Start(
+                            "sandbox = \"bwrap\" but bubblewrap is missing or cannot run here"
+                                .into(),
+                        )
+                    })?,
+            ),
+        };
+        std::fs::create_dir_all(&root)
+            .map_err(|e| PoolError::Start(format!("creating {}: {e}", root.display())))?;
+        Ok(LocalPool {
+            buildlet,
+            root,
+            bwrap,
+        })
+    }
+
+    /// Whether buildlets are sandboxed.
+    pub fn sandboxed(&self) -> bool {
+        self.bwrap.is_some()
+    }
+
+    /// Starts a buildlet for instance `id` and waits until it answers.
+    pub async fn start(&self, id: &str) -> Result<Started, PoolError> {
+        let err = |what: &str, e: &dyn std::fmt::Display| PoolError::Start(format!("{what}: {e}"));
+        let dir = self
+            .root
+            .join(format!("{id}.{:08x}", rand::random::<u32>()));
+        let wd = dir.join("wd");
+        let home = dir.join("home");
+        for d in [&wd, &home] {
+            std::fs::create_dir_all(d).map_err(|e| err("creating instance directory", &e))?;
+        }
+        let password = hex::encode(rand::random::<[u8; 16]>());
+        let pwfile = dir.join("password");
+        write_private(&pwfile, password.as_bytes()).map_err(|e| err("writing password", &e))?;
+        let log =
+            std::fs::File::create(dir.join("buildlet.log")).map_err(|e| err("creating log", &e))?;
+
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let program = match &self.bwrap {
+            Some(bwrap) => {
+                for a in [
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "--tmpfs",
+                    "/tmp",
+                ] {
+                    args.push(a.into());
+                }
+                // The instance directory and the buildlet binary may live
+                // under /tmp, which the tmpfs just hid.
+                for p in [&dir, &self.buildlet] {
+                    args.push(if p == &dir { "--bind" } else { "--ro-bind" }.into());
+                    args.push(p.clone().into_os_string());
+                    args.push(p.clone().into_os_string());
+                }
+                args.push("--setenv".into());
+                args.push("HOME".into());
+                args.push(home.clone().into_os_string());
+                args.push("--".into());
+                args.push(self.buildlet.clone().into_os_string());
+                bwrap.clone()
+            }
+            None => self.buildlet.clone(),
+        };
+        for a in ["--listen", "127.0.0.1:0", "--workdir"] {
+            args.push(a.into());
+        }
+        args.push(wd.clone().into_os_string());
+        args.push("--password-file".into());
+        args.push(pwfile.into_os_string());
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&args)
+            .env("HOME", &home)
+            .env("BUILDLET_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            // Its own process group: a Ctrl-C to the coordinator must not
+            // take the instances with it.
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| err(&format!("spawning {}", program.display()), &e))?;
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| PoolError::Start("buildlet exited at once".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| PoolError::Start("no stdout".into()))?;
+        let mut line = String::new();
+        let read = tokio::time::timeout(
+            Duration::from_secs(20),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await;
+        let addr = line.trim().to_string();
+        if !matches!(read, Ok(Ok(n)) if n > 0) || addr.is_empty() {
+            let _ = child.start_kill();
+            let log = std::fs::read_to_string(dir.join("buildlet.log")).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(PoolError::Start(format!(
+                "buildlet did not report its address: {}",
+                log.lines().last().unwrap_or("no output")
+            )));
+        }
+        // The child is reaped by tokio in the background when it exits.
+        drop(child);
+        let started = Started {
+            pid,
+            addr,
+            password,
+            dir,
+        };
+        let client = started.client().map_err(|e| err("buildlet client", &e))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match client.status().await {
+                Ok(_) => return Ok(started),
+                Err(e) if tokio::time::Instant::now() > deadline => {
+                    self.stop(&started, None).await;
+                    return Err(err("buildlet never answered /status", &e));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Halts a buildlet, makes sure its process group is gone, and removes
+    /// its directory.
+    pub async fn stop(&self, s: &Started, client: Option<&BuildletClient>) {
+        if let Some(c) = client {
+            let _ = c.halt().await;
+        }
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        // /halt exits about a second later; do not wait on a stuck one.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while pid_alive(s.pid) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = killpg(Pid::from_raw(s.pid), Signal::SIGKILL);
+        let dir = s.dir.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = gomote_shared::safefs::remove_all(&dir, Path::new(""));
+        })
+        .await;
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn write_private(p: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(p)?;
+    f.write_all(data)
+}

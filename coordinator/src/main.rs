@@ -1,0 +1,118 @@
+//! `gomote-coordinator`: serve GomoteService with the local pool, or make
+//! bearer tokens for users.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gomote_coordinator::{Coordinator, Options, config::Config};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gomote-coordinator",
+    version,
+    about = "Own gomote instances and serve GomoteService over gRPC."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Serve gRPC and the transfer endpoints on one port.
+    Serve {
+        /// Address to listen on; port 0 picks one and prints it first on stdout.
+        #[arg(long, default_value = "127.0.0.1:8119")]
+        listen: String,
+        /// State directory: tokens, database, objects, instance directories.
+        #[arg(long)]
+        state: PathBuf,
+        /// A TOML configuration [default: built in for this machine].
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage bearer tokens.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Print the built-in configuration for this machine as TOML.
+    DefaultConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Create a token for a user and print it.
+    Create {
+        /// State directory of the coordinator.
+        #[arg(long)]
+        state: PathBuf,
+        /// The user's e-mail address (its local part names their instances).
+        #[arg(long)]
+        user: String,
+    },
+}
+
+async fn serve(listen: String, state: PathBuf, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = match config {
+        Some(p) => Config::load(&p)?,
+        None => Config::builtin(),
+    };
+    let running = gomote_coordinator::start(Options {
+        listen: listen.clone(),
+        state,
+        config,
+    })
+    .await?;
+    if listen.ends_with(":0") {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", running.addr)?;
+        out.flush()?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down; instances keep running and are restored on the next start");
+    running.shutdown().await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GOMOTE_COORDINATOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let res = match cli.cmd {
+        Cmd::Serve {
+            listen,
+            state,
+            config,
+        } => tokio::runtime::Runtime::new()
+            .context("starting runtime")
+            .and_then(|rt| rt.block_on(serve(listen, state, config))),
+        Cmd::Token {
+            cmd: TokenCmd::Create { state, user },
+        } => Coordinator::create_token(&state, &user)
+            .map(|t| println!("{t}"))
+            .map_err(Into::into),
+        Cmd::DefaultConfig => toml::to_string_pretty(&Config::builtin())
+            .map(|t| print!("{t}"))
+            .map_err(Into::into),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gomote-coordinator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! GomoteService over gRPC: every RPC's authentication, ownership checks
+//! and status codes as Go's server gives them (PROTOCOL.md 1.3-1.4), each
+//! turned into calls on the instance's buildlet.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use gomote_shared::buildlet_client::{ExecEvent, ExecOpts, ExecOutcome};
+use gomote_shared::proto::gomote_service_server::GomoteService;
+use gomote_shared::proto::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::Coordinator;
+use crate::tokens::Identity;
+use crate::transfer::TransferError;
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The tonic service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Service {
+    c: Arc<Coordinator>,
+}
+
+impl Service {
+    /// Serves `c`.
+    pub fn new(c: Arc<Coordinator>) -> Service {
+        Service { c }
+    }
+
+    fn ident<T>(&self, req: &Request<T>) -> Result<Identity, Status> {
+        let unauth =
+            || Status::unauthenticated("request does not contain the required authentication");
+        let v = req.metadata().get("authorization").ok_or_else(unauth)?;
+        let v = v.to_str().map_err(|_| unauth())?;
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .ok_or_else(unauth)?
+            .trim();
+        match self.c.tokens.lookup(token) {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) => Err(Status::unauthenticated("invalid or unknown token")),
+            Err(e) => Err(Status::internal(format!("checking token: {e}"))),
+        }
+    }
+}
+
+fn transfer_status(e: TransferError) -> Status {
+    match e {
+        TransferError::NotOwner(_) => Status::permission_denied(e.to_string()),
+        TransferError::NoObject(_) => Status::not_found(e.to_string()),
+        TransferError::Io(_) => Status::internal(e.to_string()),
+        _ => Status::invalid_argument(e.to_string()),
+    }
+}
+
+fn url_host(u: &str) -> Option<(String, Option<u16>)> {
+    let url = url::Url::parse(u).ok()?;
+    Some((url.host_str()?.to_string(), url.port()))
+}
+
+#[tonic::async_trait]
+impl GomoteService for Service {
+    async fn authenticate(
+        &self,
+        req: Request<AuthenticateRequest>,
+    ) -> Result<Response<AuthenticateResponse>, Status> {
+        self.ident(&req)?;
+        Ok(Response::new(AuthenticateResponse {}))
+    }
+
+    async fn add_bootstrap(
+        &self,
+        req: Request<AddBootstrapRequest>,
+    ) -> Result<Response<AddBootstrapResponse>, Status> {
+        let id = self.ident(&req)?;
+        let inst = self.c.table.session(&req.get_ref().gomote_id, &id.owner)?;
+        inst.check_alive()?;
+        let url = self.c.add_bootstrap(&inst).await?;
+        Ok(Response::new(AddBootstrapResponse {
+            bootstrap_go_url: url,
+        }))
+    }
+
+    type CreateInstanceStream = Stream_<CreateInstanceResponse>;
+
+    async fn create_instance(
+        &self,
+        req: Request<CreateInstanceRequest>,
+    ) -> Result<Response<Self::CreateInstanceStream>, Status> {
+        let id = self.ident(&req)?;
+        let bt = req.into_inner().builder_type;
+        if bt.is_empty() {
+            return Err(Status::invalid_argument("invalid builder type"));
+        }
+        let Some(builder) = self.c.config.builder(&bt).cloned() else {
+            let offered: Vec<&str> = self
+                .c
+                .config
+                .builders
+                .iter()
+                .map(|b| b.name.as_str())
+                .collect();
+            return Err(Status::invalid_argument(format!(
+                "unknown builder type {bt:?}; this coordinator offers: {}",
+                offered.join(", ")
+            )));
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let c = self.c.clone();
+        tokio::spawn(async move { c.create(id, builder, tx).await });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn destroy_instance(
+        &self,
+        req: Request<DestroyInstanceRequest>,
+    ) -> Result<Response<DestroyInstanceResponse>, Status> {
+        let id = self.ident(&req)?;
+        let gid = &req.get_ref().gomote_id;
+        if gid.is_empty() {
+            return Err(Status::invalid_argument("invalid gomote ID"));
+        }
+        self.c.table.session(gid, &id.owner)?;
+        let inst = self
+            .c
+            .table
+            .remove(gid)
+            .ok_or_else(|| Status::internal("instance vanished while being destroyed"))?;
+        self.c
+            .pool
+            .stop(&inst.record().buildlet, Some(&inst.client))
+            .await;
+        Ok(Response::new(DestroyInstanceResponse {}))
+    }
+
+    type ExecuteCommandStream = Stream_<ExecuteCommandResponse>;
+
+    async fn execute_command(
+        &self,
+        req: Request<ExecuteCommandRequest>,
+    ) -> Result<Response<Self::ExecuteCommandStream>, Status> {
+        let id = self.ident(&req)?;
+        let r = req.into_inner();
+        let inst = self.c.table.session(&r.gomote_id, &id.owner)?;
+        inst.check_alive()?;
+        let mut env = self.c.builder_env(&inst.record(), &r.imitate_host_type)?;
+        env.extend(r.append_environment);
+        let opts = ExecOpts {
+            cmd: r.command,
+            args: r.args,
+            dir: r.directory,
+            env,
+            // proto3 cannot tell an empty list from none: empty leaves PATH alone.
+            path: (!r.path.is_empty()).then_some(r.path),
+            system_level: r.system_level,
+            debug: r.debug,
+        };
+        let guard = inst.activate();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let aborted = |e: &dyn std::fmt::Display| {
+                Status::aborted(format!("unable to execute command: {e}"))
+            };
+            let mut stream = match inst.client.exec(&opts).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(aborted(&e))).await;
+                    return;
+                }
+            };
+            loop {
+                tokio::select! {
+                    ev = stream.next() => match ev {
+                        Some(Ok(ExecEvent::Output(b))) => {
+                            if tx.send(Ok(ExecuteCommandResponse { output: b.to_vec() })).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(ExecEvent::Done(ExecOutcome::Ok))) => return,
+                        Some(Ok(ExecEvent::Done(ExecOutcome::Failed(state)))) => {
+                            let _ = tx.send(Err(Status::unknown(format!("command execution failed: {state}")))).await;
+                            return;
+                        }
+                        Some(Err(e)) => {
+                            let _ = tx.send(Err(aborted(&e))).await;
+                            return;
+                        }
+                        None => {
+                            let _ = tx.send(Err(aborted(&"missing Process-State trailer"))).await;
+                            return;
+                        }
+                    },
+                    // The caller went away: dropping the stream makes the
+                    // buildlet kill the command.
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn instance_alive(
+        &self,
+        req: Request<InstanceAliveRequest>,
+    ) -> Result<Response<InstanceAliveResponse>, Status> {
+        let id = self.ident(&req)?;
+        let gid = &req.get_ref().gomote_id;
+        if gid.is_empty() {
+            return Err(Status::invalid_argument("invalid gomote ID"));
+        }
+        let inst = self.c.table.session(gid, &id.owner)?;
+        inst.check_alive()?;
+        Ok(Response::new(InstanceAliveResponse {}))
+    }
+
+    async fn list_directory(
+        &self,
+        req: Request<ListDirectoryRequest>,
+    ) -> Result<Response<ListDirectoryResponse>, Status> {
+        let id = self.ident(&req)?;
+        let entries = self.c.list_dir(&id, req.into_inner()).await?;
+        Ok(Response::new(ListDirectoryResponse { entries }))
+    }
+
+    type ListDirectoryStreamingStream = Stream_<ListDirectoryResponse>;
+
+    async fn list_directory_streaming(
+        &self,
+        req: Request<ListDirectoryRequest>,
+    ) -> Result<Response<Self::ListDirectoryStreamingStream>, Status> {
+        let id = self.ident(&req)?;
+        let entries = self.c.list_dir(&id, req.into_inner()).await?;
+        // 100 entries a message; nothing at all for an empty listing.
+        let chunks: Vec<Result<ListDirectoryResponse, Status>> = entries
+            .chunks(100)
+            .map(|c| {
+                Ok(ListDirectoryResponse {
+                    entries: c.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures_util::stream::iter(chunks))))
+    }
+
+    async fn list_instances(
+        &self,
+        req: Request<ListInstancesRequest>,
+    ) -> Result<Response<ListInstancesResponse>, Status> {
+        let id = self.ident(&req)?;
+        let instances = self
+            .c
+            .table
+            .list(&id.owner)
+            .into_iter()
+            .map(|r| Instance {
+                gomote_id: r.id,
+                builder_type: r.builder_type,
+                host_type: r.host_type,
+                expires: r.expires,
+                working_dir: String::new(),
+            })
+            .collect();
+        Ok(Response::new(ListInstancesResponse { instances }))
+    }
+
+    async fn list_swarming_builders(
+        &self,
+        req: Request<ListSwarmingBuildersRequest>,
+    ) -> Result<Response<ListSwarmingBuildersResponse>, Status> {
+        self.ident(&req)?;
+        let mut builders: Vec<String> = self
+            .c
+            .config
+            .builders
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        builders.sort();
+        Ok(Response::new(ListSwarmingBuildersResponse { builders }))
+    }
+
+    async fn read_tgz_to_url(
+        &self,
+        req: Request<ReadTgzToUrlRequest>,
+    ) -> Result<Response<ReadTgzToUrlResponse>, Status> {
+        let id = self.ident(&req)?;
+        let r = req.into_inner();
+        let inst = self.c.table.session(&r.gomote_id, &id.owner)?;
+        inst.check_alive()?;
+        let _guard = inst.activate();
+        // Go's buildlet refuses an empty dir; empty means the whole work dir.
+        let dir = if r.directory.is_empty() {
+            ".".to_string()
+        } else {
+            r.directory
+        };
+        let stream = inst
+            .client
+            .get_tar(&dir)
+            .await
+            .map_err(|e| Status::aborted(format!("unable to read tar.gz: {e}")))?;
+        let name = self
+            .c
+            .store_stream(stream, &id.owner)
+            .await
+            .map_err(|e| Status::aborted(format!("unable to store tar.gz: {e}")))?;
+        Ok(Response::new(ReadTgzToUrlResponse {
+            url: self.c.transfers.signed_get_url(&name),
+        }))
+    }
+
+    async fn remove_files(
+        &self,
+        req: Request<RemoveFilesRequest>,
+    ) -> Result<Response<RemoveFilesResponse>, Status> {
+        let id = self.ident(&req)?;
+        let r = req.into_inner();
+        if r.gomote_id.is_empty() || r.paths.is_empty() {
+            return Err(Status::invalid_argument("invalid arguments"));
+        }
+        // Unlike Go's server, check paths here too, before touching anything.
+        for p in &r.paths {
+            gomote_shared::relpath::validate(p)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let inst = self.c.table.session(&r.gomote_id, &id.owner)?;
+        inst.check_alive()?;
+        inst.client
+            .remove_all(&r.paths)
+            .await
+            .map_err(|e| Status::unknown(format!("unable to remove files: {e}")))?;
+        Ok(Response::new(RemoveFilesResponse {}))
+    }
+
+    async fn sign_ssh_key(
+        &self,
+        req: Request<SignSshKeyRequest>,
+    ) -> Result<Response<SignSshKeyResponse>, Status> {
+        self.ident(&req)?;
+        Err(Status::unimplemented(
+            "SSH access is not available from this coordinator yet",
+        ))
+    }
+
+    async fn upload_file(
+        &self,
+        req: Request<UploadFileRequest>,
+    ) -> Result<Response<UploadFileResponse>, Status> {
+        let id = self.ident(&req)?;
+        let g = self.c.transfers.grant_upload(&id.owner);
+        Ok(Response::new(UploadFileResponse {
+            url: g.url,
+            fields: g.fields,
+            object_name: g.object_name,
+        }))
+    }
+
+    async fn write_file_from_url(
+        &self,
+        req: Request<WriteFileFromUrlRequest>,
+    ) -> Result<Response<WriteFileFromUrlResponse>, Status> {
+        let id = self.ident(&req)?;
+        let r = req.into_inner();
+        gomote_shared::relpath::validate(&r.filename)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let inst = self.c.table.session(&r.gomote_id, &id.owner)?;
+        inst.check_alive()?;
+        let _guard = inst.activate();
+        let body = match self
+            .c
+            .transfers
+            .resolve_own_url(&r.url, &id.owner)
+            .map_err(transfer_status)?
+        {
+            Some(path) => file_body(&path).await?,
+            None => {
+                self.c.check_foreign_url(&r.url)?;
+                let resp = self
+                    .c
+                    .http
+                    .get(&r.url)
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .await
+                    .map_err(|e| Status::aborted(format!("fetching {}: {e}", r.url)))?;
+                if resp.status() != reqwest::StatusCode::OK {
+                    return Err(Status::aborted(format!(
+                        "fetching {}: {}",
+                        r.url,
+                        resp.status()
+                    )));
+                }
+                reqwest::Body::wrap_stream(resp.bytes_stream())
+            }
+        };
+        inst.client
+            .put(&r.filename, r.mode, body)
+            .await
+            .map_err(|e| Status::aborted(format!("unable to write file: {e}")))?;
+        Ok(Response::new(WriteFileFromUrlResponse {}))
+    }
+
+    async fn write_tgz_from_url(
+        &self,
+        req: Request<WriteTgzFromUrlRequest>,
+    ) -> Result<Response<WriteTgzFromUrlResponse>, Status> {
+        let id = self.ident(&req)?;
+        let r = req.into_inner();
+        if r.gomote_id.is_empty() {
+            return Err(Status::invalid_argument("invalid gomote ID"));
+        }
+        if r.url.is_empty() {
+            return Err(Status::invalid_argument("missing URL"));
+        }
+        let inst = self.c.table.session(&r.gomote_id, &id.owner)?;
+        inst.check_alive()?;
+        let _guard = inst.activate();
+        let failed = |e: &dyn std::fmt::Display| {
+            Status::failed_precondition(format!("unable to write tar.gz: {e}"))
+        };
+        match self
+            .c
+            .transfers
+            .resolve_own_url(&r.url, &id.owner)
+            .map_err(transfer_status)?
+        {
+            // Our own object: stream it to the buildlet, which then needs
+            // no route back to this coordinator.
+            Some(path) => inst
+                .client
+                .put_tar(&r.directory, file_body(&path).await?)
+                .await
+                .map_err(|e| failed(&e))?,
+            None => {
+                self.c.check_foreign_url(&r.url)?;
+                inst.client
+                    .put_tar_from_url(&r.directory, &r.url)
+                    .await
+                    .map_err(|e| failed(&e))?;
+            }
+        }
+        Ok(Response::new(WriteTgzFromUrlResponse {}))
+    }
+}
+
+async fn file_body(path: &std::path::Path) -> Result<reqwest::Body, Status> {
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Status::internal(format!("opening object: {e}")))?;
+    Ok(reqwest::Body::wrap_stream(
+        tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024),
+    ))
+}
+
+impl Coordinator {
+    /// ListDirectory and its streaming form: every buildlet failure is
+    /// `Unimplemented`, an odd code that Go clients expect.
+    async fn list_dir(
+        &self,
+        id: &Identity,
+        r: ListDirectoryRequest,
+    ) -> Result<Vec<String>, Status> {
+        if r.gomote_id.is_empty() || r.directory.is_empty() {
+            return Err(Status::invalid_argument("invalid arguments"));
+        }
+        let inst = self.table.session(&r.gomote_id, &id.owner)?;
+        inst.check_alive()?;
+        inst.client
+            .list_dir(&r.directory, r.recursive, r.digest, &r.skip_files)
+            .await
+            .map_err(|e| {
+                Status::unimplemented(format!("method ListDirectory not implemented: {e}"))
+            })
+    }
+
+    /// Refuses URLs whose host the configuration does not allow.
+    fn check_foreign_url(&self, url: &str) -> Result<(), Status> {
+        let Some((host, port)) = url_host(url) else {
+            return Err(Status::invalid_argument(format!("not a URL: {url:?}")));
+        };
+        let with_port = port.map(|p| format!("{host}:{p}"));
+        let allowed = self
+            .config
+            .allowed_url_hosts
+            .iter()
+            .any(|a| *a == host || Some(a) == with_port.as_ref());
+        if allowed {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "this coordinator does not fetch from {host:?}: upload the file instead, or add the host to allowed_url_hosts"
+            )))
+        }
+    }
+}
