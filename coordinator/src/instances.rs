@@ -188,6 +188,14 @@ impl Table {
         }
     }
 
+    /// Makes an instance's arrival or departure durable at once: a
+    /// coordinator killed right after must still know (or forget) it.
+    fn flush(&self) {
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "flushing instance table");
+        }
+    }
+
     /// Picks the lowest free `<user>-<builder>-<n>` and holds it until
     /// [`Table::insert`] or [`Table::release`].
     pub fn reserve(&self, user: &str, builder: &str) -> String {
@@ -216,6 +224,7 @@ impl Table {
     pub fn insert(&self, inst: Arc<Instance>) {
         let rec = inst.record();
         self.persist(&rec);
+        self.flush();
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -226,6 +235,7 @@ impl Table {
     /// Removes an instance.
     pub fn remove(&self, id: &str) -> Option<Arc<Instance>> {
         let _ = self.db.remove(id.as_bytes());
+        self.flush();
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -160,6 +160,11 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         opts.config.local_pool.buildlet.clone(),
         opts.state.join("instances"),
         opts.config.local_pool.sandbox,
+        opts.config
+            .builders
+            .iter()
+            .filter_map(|b| b.bootstrap.clone())
+            .collect(),
     )?;
     let queues = Arc::new(Queues::default());
     for h in &opts.config.host_types {

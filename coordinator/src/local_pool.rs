@@ -49,6 +49,9 @@ pub struct LocalPool {
     buildlet: PathBuf,
     root: PathBuf,
     bwrap: Option<PathBuf>,
+    /// Host paths a sandboxed buildlet must still see (bootstrap
+    /// toolchains that may live under the hidden /tmp).
+    visible: Vec<PathBuf>,
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -86,6 +89,7 @@ impl LocalPool {
         buildlet: Option<PathBuf>,
         root: PathBuf,
         sandbox: Sandbox,
+        visible: Vec<PathBuf>,
     ) -> Result<LocalPool, PoolError> {
         let buildlet = match buildlet {
             Some(b) => b,
@@ -127,10 +131,15 @@ impl LocalPool {
         };
         std::fs::create_dir_all(&root)
             .map_err(|e| PoolError::Start(format!("creating {}: {e}", root.display())))?;
+        let visible = visible
+            .into_iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
         Ok(LocalPool {
             buildlet,
             root,
             bwrap,
+            visible,
         })
     }
 
@@ -176,6 +185,11 @@ impl LocalPool {
                 // under /tmp, which the tmpfs just hid.
                 for p in [&dir, &self.buildlet] {
                     args.push(if p == &dir { "--bind" } else { "--ro-bind" }.into());
+                    args.push(p.clone().into_os_string());
+                    args.push(p.clone().into_os_string());
+                }
+                for p in &self.visible {
+                    args.push("--ro-bind".into());
                     args.push(p.clone().into_os_string());
                     args.push(p.clone().into_os_string());
                 }

@@ -222,6 +222,10 @@ impl Transfers {
                 serde_json::to_vec(&meta).unwrap_or_default(),
             )
             .map_err(|e| TransferError::Io(std::io::Error::other(e)))?;
+        // The caller is told the object exists; it must survive a crash.
+        self.meta
+            .flush()
+            .map_err(|e| TransferError::Io(std::io::Error::other(e)))?;
         Ok(())
     }
 

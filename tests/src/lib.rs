@@ -179,3 +179,123 @@ pub fn pid_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A running `gomote-coordinator serve` on a free loopback port with its
+/// own state directory; killed on drop (its buildlets are killed too).
+pub struct Coordinator {
+    child: Option<Child>,
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// Its state directory.
+    pub state: PathBuf,
+    config: PathBuf,
+    _dir: std::sync::Arc<tempfile::TempDir>,
+}
+
+impl Coordinator {
+    /// Starts a coordinator with `config` (TOML) in a new state directory.
+    pub fn start(config: &str) -> Result<Coordinator> {
+        let dir = std::sync::Arc::new(tempfile::tempdir()?);
+        let state = dir.path().join("state");
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(&cfg, config)?;
+        let mut c = Coordinator {
+            child: None,
+            addr: String::new(),
+            state,
+            config: cfg,
+            _dir: dir,
+        };
+        c.spawn()?;
+        Ok(c)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let mut child = Command::new(bin("gomote-coordinator")?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--state"])
+            .arg(&self.state)
+            .arg("--config")
+            .arg(&self.config)
+            .env("GOMOTE_COORDINATOR_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting gomote-coordinator")?;
+        let stdout = child.stdout.take().context("coordinator stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        self.addr = line.trim().to_string();
+        if self.addr.is_empty() {
+            let _ = child.kill();
+            bail!("coordinator printed no address");
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills the coordinator with SIGKILL (its buildlets keep running) and
+    /// starts it again on the same state directory.
+    pub fn restart(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn()
+    }
+
+    /// Makes a bearer token for `email`.
+    pub fn token(&self, email: &str) -> Result<String> {
+        let out = Command::new(bin("gomote-coordinator")?)
+            .args(["token", "create", "--state"])
+            .arg(&self.state)
+            .args(["--user", email])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "token create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Buildlets run in their own process groups so they survive a
+        // coordinator restart; a finished test must not leave them behind.
+        kill_buildlets_under(&self.state);
+    }
+}
+
+/// Kills every process whose command line mentions `dir`.
+pub fn kill_buildlets_under(dir: &Path) {
+    let needle = dir.display().to_string();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmd).contains(&needle) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}

@@ -6,3 +6,4 @@
 
 mod buildlet_client;
 mod buildlet_http;
+mod coordinator;
