@@ -6,9 +6,11 @@
 //! (`buildlet_client`).
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod buildlet_client;
 pub mod filemode;
 pub mod gofmt;
+pub mod paths;
 pub mod platform;
 pub mod relpath;
 pub mod safefs;
