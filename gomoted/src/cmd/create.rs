@@ -1,0 +1,226 @@
+//! `create`: list builder types, or create `-count` instances concurrently,
+//! printing each name as it completes, recording them in the target group
+//! (the active one, `-new-group`, or an auto-created `$GOMOTE_GROUP`), and
+//! with `-setup` pushing GOROOT and running make.bash on each.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use gomote_shared::proto::create_instance_response::Status as CreateStatus;
+use gomote_shared::proto::{
+    CreateInstanceRequest, DestroyInstanceRequest, ListSwarmingBuildersRequest,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{CmdResult, Ctx, usage};
+use crate::resolve;
+use crate::target::{Inst, rpc_text};
+
+/// The builder types the session offers, sorted.
+pub async fn builders(ctx: &Ctx) -> Result<Vec<String>, String> {
+    let sess = ctx.session().await?;
+    let mut req = tonic::Request::new(ListSwarmingBuildersRequest {});
+    req.set_timeout(Duration::from_secs(5));
+    let r = sess
+        .grpc
+        .clone()
+        .list_swarming_builders(req)
+        .await
+        .map_err(|s| format!("unable to retrieve swarming builders: {}", rpc_text(&s)))?;
+    Ok(r.into_inner().builders)
+}
+
+fn go_secs(d: Duration) -> String {
+    crate::cmd::list::go_duration(i128::from(d.as_secs()) * 1_000_000_000)
+}
+
+#[allow(clippy::too_many_arguments)]
+/// `gomote create`.
+pub async fn create(
+    ctx: &Ctx,
+    args: Vec<String>,
+    count: u32,
+    list: bool,
+    new_group: Option<String>,
+    setup: bool,
+    status: bool,
+    json: bool,
+) -> CmdResult {
+    if list || args.is_empty() {
+        let b = builders(ctx).await?;
+        if json {
+            ctx.out
+                .stdout(format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&b).map_err(|e| e.to_string())?
+                ))
+                .await;
+        } else {
+            let mut s = String::new();
+            for x in &b {
+                s.push_str(x);
+                s.push('\n');
+            }
+            ctx.out.stdout(s).await;
+        }
+        return Ok(0);
+    }
+    let [builder] = args.as_slice() else {
+        return Err(usage(format!(
+            "create takes one builder type, got {}",
+            args.len()
+        )));
+    };
+    if count == 0 {
+        return Err(usage("-count must be at least 1"));
+    }
+    let offered = builders(ctx).await?;
+    if !offered.contains(builder) {
+        return Err(format!(
+            "unknown builder type {builder:?}; this coordinator offers: {} (builder types for other systems need a coordinator with such machines: see `gomote -server URL login`)",
+            offered.join(", ")
+        )
+        .into());
+    }
+    // The target group, decided before anything is created.
+    let mut group = resolve::active(ctx).await?.map(|g| g.name);
+    if let Some(ng) = &new_group {
+        let _l = ctx.group_lock.lock().await;
+        if ctx.state.group(ng).is_some() {
+            return Err(format!("group {ng:?} already exists").into());
+        }
+        ctx.state.put_group(ng, &[]).map_err(|e| e.to_string())?;
+        group = Some(ng.clone());
+    } else if group.is_none()
+        && ctx.req.group.flag.is_none()
+        && let Some(env) = ctx.req.group.env.clone()
+    {
+        let _l = ctx.group_lock.lock().await;
+        if ctx.state.group(&env).is_none() {
+            ctx.state.put_group(&env, &[]).map_err(|e| e.to_string())?;
+            ctx.out
+                .log(format!("Created group {env:?} from GOMOTE_GROUP"))
+                .await;
+        }
+        group = Some(env);
+    }
+    let sess = ctx.session().await?;
+    let cancel = CancellationToken::new();
+    let mut workers = futures_util::stream::FuturesUnordered::new();
+    for i in 1..=count {
+        let sess = sess.clone();
+        let cancel = cancel.clone();
+        let builder = builder.clone();
+        let out = ctx.out.clone();
+        workers.push(async move {
+            let start = Instant::now();
+            let mut s = sess
+                .grpc
+                .clone()
+                .create_instance(CreateInstanceRequest {
+                    builder_type: builder.clone(),
+                    experiment_option: vec![],
+                })
+                .await
+                .map_err(|s| format!("failed to create buildlet: {}", rpc_text(&s)))?
+                .into_inner();
+            let mut name = None;
+            loop {
+                let m = tokio::select! {
+                    m = s.next() => m,
+                    () = cancel.cancelled() => return Err("cancelled because another creation failed".to_string()),
+                };
+                let Some(m) = m else { break };
+                let m = m.map_err(|s| format!("failed to create buildlet ({i}): {}", rpc_text(&s)))?;
+                if m.status == CreateStatus::Complete as i32 {
+                    name = m.instance.map(|i| i.gomote_id);
+                } else if status {
+                    out.log(format!(
+                        "still creating {builder} ({i}) after {}; {} requests ahead of you",
+                        go_secs(start.elapsed()),
+                        m.waiters_ahead
+                    ))
+                    .await;
+                }
+            }
+            name.ok_or_else(|| format!("creation ({i}) ended without an instance"))
+        });
+    }
+    let mut made: Vec<String> = Vec::new();
+    let mut first_err: Option<String> = None;
+    while let Some(r) = workers.next().await {
+        match r {
+            Ok(name) => {
+                ctx.out.stdout(format!("{name}\n")).await;
+                // Recorded at once, so a later failure never orphans it.
+                if let Some(g) = &group {
+                    let _l = ctx.group_lock.lock().await;
+                    prune_from_groups(ctx, &name, g)?;
+                    let mut m = ctx.state.group(g).unwrap_or_default();
+                    m.push(name.clone());
+                    ctx.state.put_group(g, &m).map_err(|e| e.to_string())?;
+                }
+                made.push(name);
+            }
+            Err(e) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                    cancel.cancel();
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        if group.is_none() {
+            // Nothing would remember these: destroy rather than orphan them.
+            for m in &made {
+                ctx.out
+                    .log(format!("Destroying {m}: another creation failed"))
+                    .await;
+                let _ = sess
+                    .grpc
+                    .clone()
+                    .destroy_instance(DestroyInstanceRequest {
+                        gomote_id: m.clone(),
+                    })
+                    .await;
+            }
+        } else if !made.is_empty() {
+            ctx.out
+                .log(format!(
+                    "Kept {} created instance(s) in group {:?}",
+                    made.len(),
+                    group.clone().unwrap_or_default()
+                ))
+                .await;
+        }
+        return Err(e.into());
+    }
+    if setup {
+        let insts: Vec<Inst> = made
+            .iter()
+            .map(|m| Inst::Remote {
+                sess: sess.clone(),
+                id: m.clone(),
+            })
+            .collect();
+        return super::run::setup(ctx, &insts).await;
+    }
+    Ok(0)
+}
+
+/// Removes a (reused) instance name from every group but `keep`.
+fn prune_from_groups(ctx: &Ctx, name: &str, keep: &str) -> Result<(), String> {
+    for g in ctx.state.group_names() {
+        if g == keep {
+            continue;
+        }
+        if let Some(m) = ctx.state.group(&g)
+            && m.iter().any(|x| x == name)
+        {
+            let rest: Vec<String> = m.into_iter().filter(|x| x != name).collect();
+            ctx.state.put_group(&g, &rest).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}

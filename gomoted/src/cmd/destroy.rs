@@ -1,0 +1,116 @@
+//! `destroy` and `ping`: one instance when exactly one is named, otherwise
+//! every member of the active group, one after another.
+
+use gomote_shared::proto::DestroyInstanceRequest;
+
+use super::{CmdResult, Ctx, usage};
+use crate::resolve;
+use crate::target::{Inst, rpc_text};
+
+/// `gomote destroy [instance]`.
+pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdResult {
+    let (targets, group) = match resolve::one_or_group(ctx, &args, "").await {
+        Ok(v) => v,
+        Err(e) if e.is_empty() => {
+            let live = resolve::live(ctx).await.unwrap_or_default();
+            let hint = if live.is_empty() {
+                "you have no live instances".to_string()
+            } else {
+                format!(
+                    "possible instances: {}",
+                    live.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            };
+            return Err(usage(format!(
+                "name an instance, or use a group (-group or GOMOTE_GROUP); {hint}"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut destroyed = Vec::new();
+    for t in &targets {
+        ctx.out.log(format!("Destroying {}", t.name())).await;
+        match t {
+            Inst::Remote { sess, id } => {
+                sess.grpc
+                    .clone()
+                    .destroy_instance(DestroyInstanceRequest {
+                        gomote_id: id.clone(),
+                    })
+                    .await
+                    .map_err(|s| format!("unable to destroy instance: {}", rpc_text(&s)))?;
+                destroyed.push(id.clone());
+            }
+            Inst::Direct { client, name } => {
+                client
+                    .halt()
+                    .await
+                    .map_err(|e| format!("unable to halt {name}: {e}"))?;
+                destroyed.push(name.clone());
+            }
+        }
+    }
+    // Names are reused: a destroyed instance must leave every group now.
+    {
+        let _guard = ctx.group_lock.lock().await;
+        for g in ctx.state.group_names() {
+            if let Some(m) = ctx.state.group(&g)
+                && m.iter().any(|x| destroyed.contains(x))
+            {
+                let keep: Vec<String> = m.into_iter().filter(|x| !destroyed.contains(x)).collect();
+                ctx.state.put_group(&g, &keep).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    if destroy_group && let Some(g) = group {
+        if args.len() == 1 {
+            ctx.out
+                .log(format!(
+                    "Not deleting group {:?}: only one instance was named",
+                    g.name
+                ))
+                .await;
+        } else {
+            ctx.state
+                .delete_group(&g.name)
+                .map_err(|e| format!("deleting group {:?}: {e}", g.name))?;
+            ctx.out.log(format!("Deleted group {:?}", g.name)).await;
+        }
+    }
+    Ok(0)
+}
+
+/// `gomote ping [instance]`: exits 1 if any instance did not answer.
+pub async fn ping(ctx: &Ctx, args: Vec<String>) -> CmdResult {
+    let (targets, _) = resolve::one_or_group(
+        ctx,
+        &args,
+        "name an instance, or use a group (-group or GOMOTE_GROUP)",
+    )
+    .await
+    .map_err(|e| {
+        if e.starts_with("name an") {
+            usage(e)
+        } else {
+            e.into()
+        }
+    })?;
+    let mut failed = 0;
+    for t in &targets {
+        match t.ping().await {
+            Ok(()) => ctx.out.log(format!("{}: alive", t.name())).await,
+            Err(e) => {
+                failed += 1;
+                let msg = if e.is_not_found() {
+                    resolve::unknown_instance(ctx, t.name()).await
+                } else {
+                    e.to_string()
+                };
+                ctx.out
+                    .log(format!("{}: unable to ping instance: {msg}", t.name()))
+                    .await;
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}

@@ -1,0 +1,125 @@
+//! `group create|destroy|add|remove|list`. Groups live in the daemon's
+//! database and are changed under one lock, so two CLIs adding members at
+//! once never lose one (the Go client's per-file scheme could).
+
+use serde::Serialize;
+
+use super::{CmdResult, Ctx, usage};
+use crate::resolve;
+
+fn valid(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
+        return Err(format!("invalid group name {name:?}"));
+    }
+    Ok(())
+}
+
+/// Dispatches a `group` sub-command.
+pub async fn group(ctx: &Ctx, sub: &str, args: Vec<String>, json: bool) -> CmdResult {
+    match sub {
+        "create" => {
+            let [name] = args.as_slice() else {
+                return Err(usage("group create takes exactly one group name"));
+            };
+            valid(name)?;
+            let _g = ctx.group_lock.lock().await;
+            if ctx.state.group(name).is_some() {
+                return Err(format!("group {name:?} already exists").into());
+            }
+            ctx.state.put_group(name, &[]).map_err(|e| e.to_string())?;
+            Ok(0)
+        }
+        "destroy" => {
+            let [name] = args.as_slice() else {
+                return Err(usage("group destroy takes exactly one group name"));
+            };
+            let _g = ctx.group_lock.lock().await;
+            if !ctx.state.delete_group(name).map_err(|e| e.to_string())? {
+                return Err(format!("group {name:?} does not exist").into());
+            }
+            if ctx.req.group.env.as_deref() == Some(name.as_str()) {
+                ctx.out.log("You may wish to now clear GOMOTE_GROUP.").await;
+            }
+            Ok(0)
+        }
+        "add" | "remove" => {
+            if args.is_empty() {
+                return Err(usage(format!(
+                    "group {sub} needs at least one instance name"
+                )));
+            }
+            let Some(g) = resolve::active(ctx).await? else {
+                return Err(usage("No active group found. Use -group or GOMOTE_GROUP."));
+            };
+            if sub == "add" {
+                for a in &args {
+                    if resolve::instance(ctx, a).await?.is_none() {
+                        return Err(resolve::unknown_instance(ctx, a).await.into());
+                    }
+                }
+            }
+            let _l = ctx.group_lock.lock().await;
+            let mut members = ctx.state.group(&g.name).unwrap_or_default();
+            if sub == "add" {
+                members.extend(args);
+            } else {
+                members.retain(|m| !args.contains(m));
+            }
+            ctx.state
+                .put_group(&g.name, &members)
+                .map_err(|e| e.to_string())?;
+            Ok(0)
+        }
+        "list" => {
+            if !args.is_empty() {
+                return Err(usage("group list takes no arguments"));
+            }
+            let names = ctx.state.group_names();
+            let mut groups = Vec::new();
+            for n in &names {
+                if let Some(g) = resolve::load(ctx, n).await? {
+                    groups.push(g);
+                }
+            }
+            if json {
+                #[derive(Serialize)]
+                struct G<'a> {
+                    name: &'a str,
+                    instances: &'a [String],
+                }
+                let v: Vec<G<'_>> = groups
+                    .iter()
+                    .map(|g| G {
+                        name: &g.name,
+                        instances: &g.members,
+                    })
+                    .collect();
+                ctx.out
+                    .stdout(format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+                    ))
+                    .await;
+                return Ok(0);
+            }
+            let mut s = String::from("Name\tInstances\t\n");
+            if groups.is_empty() {
+                s.push_str("(none)\n");
+            }
+            for g in &groups {
+                if g.members.is_empty() {
+                    s.push_str(&format!("{}\t(none)\t\n", g.name));
+                }
+                for (i, m) in g.members.iter().enumerate() {
+                    let first = if i == 0 { g.name.as_str() } else { "" };
+                    s.push_str(&format!("{first}\t{m}\t\n"));
+                }
+            }
+            ctx.out.stdout(s).await;
+            Ok(0)
+        }
+        other => Err(usage(format!(
+            "unknown sub-command {other:?} (create, destroy, add, remove, list)"
+        ))),
+    }
+}

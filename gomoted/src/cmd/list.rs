@@ -1,0 +1,140 @@
+//! `list`: the caller's instances in Go's line format
+//! (`<id>[ (<groups>)]\t<builder>\t<host>\texpires in <duration>`), or JSON.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gomote_shared::proto::ListInstancesRequest;
+use serde::Serialize;
+
+use super::{CmdResult, Ctx};
+use crate::target::rpc_text;
+
+#[derive(Serialize)]
+struct Row {
+    id: String,
+    builder_type: String,
+    host_type: String,
+    expires: i64,
+    expires_in_secs: f64,
+    groups: Vec<String>,
+}
+
+/// Go's `time.Duration.String()` for a span in nanoseconds.
+pub fn go_duration(nanos: i128) -> String {
+    if nanos == 0 {
+        return "0s".into();
+    }
+    let neg = nanos < 0;
+    let n = nanos.unsigned_abs();
+    let sign = if neg { "-" } else { "" };
+    let frac = |v: u128, digits: u32| -> String {
+        let p = 10u128.pow(digits);
+        let (int, rem) = (v / p, v % p);
+        if rem == 0 {
+            int.to_string()
+        } else {
+            let s = format!("{int}.{rem:0width$}", width = digits as usize);
+            s.trim_end_matches('0').to_string()
+        }
+    };
+    if n < 1_000 {
+        return format!("{sign}{n}ns");
+    }
+    if n < 1_000_000 {
+        return format!("{sign}{}µs", frac(n, 3));
+    }
+    if n < 1_000_000_000 {
+        return format!("{sign}{}ms", frac(n, 6));
+    }
+    let secs_total = n / 1_000_000_000;
+    let sub = n % 1_000_000_000;
+    let h = secs_total / 3600;
+    let m = (secs_total % 3600) / 60;
+    let s = frac((secs_total % 60) * 1_000_000_000 + sub, 9);
+    let mut out = String::from(sign);
+    if h > 0 {
+        out.push_str(&format!("{h}h{m}m"));
+    } else if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{s}s"));
+    out
+}
+
+/// `gomote list`.
+pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
+    let sess = ctx.session().await?;
+    let insts = sess
+        .grpc
+        .clone()
+        .list_instances(ListInstancesRequest {})
+        .await
+        .map_err(|s| format!("unable to list instance: {}", rpc_text(&s)))?
+        .into_inner()
+        .instances;
+    let mut groups_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for g in ctx.state.group_names() {
+        for m in ctx.state.group(&g).unwrap_or_default() {
+            groups_of.entry(m).or_default().push(g.clone());
+        }
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    let mut rows = Vec::new();
+    for i in insts {
+        let groups = groups_of.remove(&i.gomote_id).unwrap_or_default();
+        let left = i128::from(i.expires) * 1_000_000_000 - now;
+        if json {
+            rows.push(Row {
+                id: i.gomote_id,
+                builder_type: i.builder_type,
+                host_type: i.host_type,
+                expires: i.expires,
+                expires_in_secs: left as f64 / 1e9,
+                groups,
+            });
+        } else {
+            let g = if groups.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", groups.join(", "))
+            };
+            ctx.out
+                .stdout(format!(
+                    "{}{g}\t{}\t{}\texpires in {}\n",
+                    i.gomote_id,
+                    i.builder_type,
+                    i.host_type,
+                    go_duration(left)
+                ))
+                .await;
+        }
+    }
+    if json {
+        ctx.out
+            .stdout(format!(
+                "{}\n",
+                serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+            ))
+            .await;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_duration;
+
+    #[test]
+    fn durations_like_go() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(1_781_580_421_398), "29m41.580421398s");
+        assert_eq!(go_duration(-3_200_000_000), "-3.2s");
+        assert_eq!(go_duration(3_723_000_000_000), "1h2m3s");
+        assert_eq!(go_duration(1_500_000), "1.5ms");
+        assert_eq!(go_duration(60_000_000_000), "1m0s");
+    }
+}

@@ -1,0 +1,378 @@
+//! `run`: execute a command on one instance or every group member at once.
+//! The daemon writes each instance's output to `<dir>/<instance>.stdout` as
+//! it arrives (so nothing is lost if the terminal dies), streams it to the
+//! CLI for a single instance, repeats with `-until` until the output
+//! matches, and with `-collect` fetches the work directory afterwards.
+//! A single instance's exit status passes through; on a group, one failure
+//! does not cancel the others and the CLI exits 1 with a line per failure.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use futures_util::StreamExt;
+use gomote_shared::api::{Event, exit};
+use gomote_shared::buildlet_client::ExecOpts;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{CmdResult, Ctx, usage};
+use crate::resolve;
+use crate::state::RunRecord;
+use crate::target::{Inst, RunEnd};
+
+/// Running commands, by id, for `POST /v0/runs/<id>/cancel`.
+#[derive(Debug, Default)]
+pub struct Runs {
+    map: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl Runs {
+    fn add(&self, id: &str) -> CancellationToken {
+        let t = CancellationToken::new();
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), t.clone());
+        t
+    }
+
+    fn remove(&self, id: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Cancels a run; returns whether it existed.
+    pub fn cancel(&self, id: &str) -> bool {
+        match self.map.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancels everything (daemon shutdown).
+    pub fn cancel_all(&self) {
+        for t in self.map.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            t.cancel();
+        }
+    }
+}
+
+/// `run`'s flags.
+#[derive(Debug)]
+pub struct RunArgs {
+    pub args: Vec<String>,
+    pub dir: String,
+    pub env: Vec<String>,
+    pub path: Option<String>,
+    pub system: bool,
+    pub debug: bool,
+    pub firewall: bool,
+    pub builderenv: String,
+    pub collect: bool,
+    pub until: Option<String>,
+}
+
+/// One instance's job within a run.
+struct Job<'a> {
+    inst: &'a Inst,
+    opts: ExecOpts,
+    imitate: &'a str,
+    file: PathBuf,
+    echo: bool,
+    until: Option<&'a regex::bytes::Regex>,
+    cancel: CancellationToken,
+}
+
+/// What a job ended with.
+enum JobEnd {
+    Done(RunEnd),
+    Cancelled,
+}
+
+async fn run_once(ctx: &Ctx, j: &Job<'_>) -> (JobEnd, Vec<u8>) {
+    let mut f = match tokio::fs::File::create(&j.file).await {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                JobEnd::Done(RunEnd::Infra(format!("creating {}: {e}", j.file.display()))),
+                vec![],
+            );
+        }
+    };
+    let mut buf = Vec::new();
+    let mut s = match j.inst.exec(j.opts.clone(), j.imitate).await {
+        Ok(s) => s,
+        Err(e) => return (JobEnd::Done(RunEnd::Infra(e.to_string())), buf),
+    };
+    loop {
+        let item = tokio::select! {
+            i = s.next() => i,
+            () = j.cancel.cancelled() => return (JobEnd::Cancelled, buf),
+        };
+        match item {
+            Some(Ok(chunk)) => {
+                // Written before anything else: the file is the record.
+                let _ = f.write_all(&chunk).await;
+                let _ = f.flush().await;
+                if j.echo {
+                    ctx.out.output(&chunk).await;
+                }
+                if j.until.is_some() {
+                    buf.extend_from_slice(&chunk);
+                }
+            }
+            Some(Err(end)) => return (JobEnd::Done(end), buf),
+            None => {
+                return (
+                    JobEnd::Done(RunEnd::Infra("output ended without a result".into())),
+                    buf,
+                );
+            }
+        }
+    }
+}
+
+async fn run_job(ctx: &Ctx, j: Job<'_>, collect_to: Option<&Path>) -> JobEnd {
+    let name = j.inst.name().to_string();
+    ctx.out
+        .log(format!(
+            "Streaming results from {name:?} to {:?}...",
+            j.file.display().to_string()
+        ))
+        .await;
+    let mut iterations = 0u64;
+    let end = loop {
+        iterations += 1;
+        let (end, out) = run_once(ctx, &j).await;
+        let Some(re) = j.until else { break end };
+        match end {
+            JobEnd::Cancelled => break end,
+            JobEnd::Done(ref e) => {
+                if re.is_match(&out) {
+                    ctx.out
+                        .log(format!(
+                            "Match found on {name:?} after {iterations} iteration(s)."
+                        ))
+                        .await;
+                    break end;
+                }
+                if !matches!(e, RunEnd::Ok) {
+                    ctx.out
+                        .log(format!("No match on {name:?}, and the command failed; stopping after {iterations} iteration(s)."))
+                        .await;
+                    break end;
+                }
+                ctx.out
+                    .log(format!("No match found on {name:?}, running again..."))
+                    .await;
+            }
+        }
+    };
+    if let (Some(dir), JobEnd::Done(_)) = (collect_to, &end) {
+        let file = format!("{name}.tar.gz");
+        ctx.out
+            .log(format!(
+                "Downloading work dir tarball for {name:?} to {file:?}..."
+            ))
+            .await;
+        if let Err(e) = super::files::download(j.inst, ".", &dir.join(&file)).await {
+            ctx.out
+                .log(format!("failed to retrieve instance tarball: {e}"))
+                .await;
+        }
+    }
+    ctx.out
+        .log(format!(
+            "Wrote results from {name:?} to {:?}.",
+            j.file.display().to_string()
+        ))
+        .await;
+    end
+}
+
+fn output_dir(ctx: &Ctx, collect: bool) -> Result<PathBuf, String> {
+    if collect {
+        return Ok(ctx.req.cwd.clone());
+    }
+    let base = ctx.req.tmpdir.clone().unwrap_or_else(std::env::temp_dir);
+    for _ in 0..100 {
+        let p = base.join(format!("gomote{}", rand::random::<u32>()));
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(format!(
+                    "creating an output directory in {}: {e}",
+                    base.display()
+                ));
+            }
+        }
+    }
+    Err("cannot create an output directory".into())
+}
+
+/// `gomote run`.
+pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
+    let until = match &a.until {
+        Some(re) => Some(
+            regex::bytes::Regex::new(re)
+                .map_err(|e| usage(format!("bad regexp {re:?} for 'until': {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(bad) = a.env.iter().find(|e| !e.is_empty() && !e.contains('=')) {
+        return Err(usage(format!(
+            "-e argument {bad:?} doesn't contain an '=' sign"
+        )));
+    }
+    let Some(first) = a.args.first() else {
+        return Err(usage("name an instance (or use a group) and a command"));
+    };
+    let (targets, cmdline) = match resolve::instance(ctx, first).await? {
+        Some(i) => (vec![i], a.args[1..].to_vec()),
+        None => match resolve::active(ctx).await? {
+            Some(g) => (resolve::members(ctx, &g).await?, a.args.clone()),
+            None => return Err(resolve::unknown_instance(ctx, first).await.into()),
+        },
+    };
+    let Some(cmd) = cmdline.first().cloned() else {
+        return Err(usage("missing command"));
+    };
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    let mut env: Vec<String> = a.env.iter().filter(|e| !e.is_empty()).cloned().collect();
+    env.push(format!("GO_DISABLE_OUTBOUND_NETWORK={}", a.firewall));
+    let opts = ExecOpts {
+        cmd: cmd.clone(),
+        args: cmdline[1..].to_vec(),
+        dir: a.dir.clone(),
+        env,
+        path: match a.path.as_deref() {
+            None | Some("") => None,
+            Some("EMPTY") => Some(vec![]),
+            Some(p) => Some(p.split(',').map(str::to_string).collect()),
+        },
+        system_level: a.system || cmd.starts_with('/'),
+        debug: a.debug,
+    };
+    let outdir = output_dir(ctx, a.collect)?;
+    let id = format!("{:016x}", rand::random::<u64>());
+    let cancel = ctx.runs.add(&id);
+    ctx.out.send(Event::RunStarted { id: id.clone() }).await;
+    let many = targets.len() > 1;
+    let files: Vec<PathBuf> = targets
+        .iter()
+        .map(|t| outdir.join(format!("{}.stdout", t.name())))
+        .collect();
+    let mut record = RunRecord {
+        command: cmdline.clone(),
+        files: targets
+            .iter()
+            .zip(&files)
+            .map(|(t, f)| (t.name().to_string(), f.display().to_string()))
+            .collect(),
+        started: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+        state: "running".into(),
+    };
+    ctx.state.put_run(&id, &record);
+    let collect_to = a.collect.then(|| outdir.clone());
+    let ends = futures_util::future::join_all(targets.iter().zip(&files).map(|(t, f)| {
+        let job = Job {
+            inst: t,
+            opts: opts.clone(),
+            imitate: &a.builderenv,
+            file: f.clone(),
+            echo: !many,
+            until: until.as_ref(),
+            cancel: cancel.clone(),
+        };
+        let ctx = &ctx;
+        let collect_to = collect_to.clone();
+        async move {
+            if many {
+                ctx.out
+                    .log(format!("Running command on {:?}...", t.name()))
+                    .await;
+            }
+            run_job(ctx, job, collect_to.as_deref()).await
+        }
+    }))
+    .await;
+    ctx.runs.remove(&id);
+    let cancelled = ends.iter().any(|e| matches!(e, JobEnd::Cancelled));
+    record.state = if cancelled { "cancelled" } else { "done" }.into();
+    ctx.state.put_run(&id, &record);
+    if cancelled {
+        ctx.out
+            .log("Cancelled; the remote command was stopped.")
+            .await;
+        return Ok(exit::INTERRUPTED);
+    }
+    if !many {
+        return match &ends[0] {
+            JobEnd::Done(RunEnd::Infra(e)) => Err(format!("unable to execute {cmd}: {e}").into()),
+            JobEnd::Done(e) => Ok(e.code()),
+            JobEnd::Cancelled => Ok(exit::INTERRUPTED),
+        };
+    }
+    let mut failed = 0;
+    for (t, e) in targets.iter().zip(&ends) {
+        match e {
+            JobEnd::Done(RunEnd::Failed(s)) | JobEnd::Done(RunEnd::Infra(s)) => {
+                failed += 1;
+                ctx.out
+                    .log(format!("Command {cmd:?} failed on {:?}: {s}", t.name()))
+                    .await;
+            }
+            _ => {}
+        }
+    }
+    Ok(if failed > 0 { exit::FAILURE } else { 0 })
+}
+
+/// `create -setup`: push GOROOT to each instance and run make.bash there,
+/// output in `<tmp>/gomoteNNN/<instance>.stdout`.
+pub async fn setup(ctx: &Ctx, insts: &[Inst]) -> CmdResult {
+    crate::push::push_to(ctx, insts, false, false).await?;
+    let outdir = output_dir(ctx, false)?;
+    let detailed = insts.len() == 1;
+    let cancel = ctx.runs.add("setup");
+    let ends = futures_util::future::join_all(insts.iter().map(|t| {
+        let cmd = "go/src/make.bash".to_string();
+        let job = Job {
+            inst: t,
+            opts: ExecOpts::new(cmd, Vec::<String>::new()),
+            imitate: "",
+            file: outdir.join(format!("{}.stdout", t.name())),
+            echo: detailed,
+            until: None,
+            cancel: cancel.clone(),
+        };
+        async move {
+            if !detailed {
+                ctx.out
+                    .log(format!("Running \"go/src/make.bash\" on {:?}...", t.name()))
+                    .await;
+            }
+            run_job(ctx, job, None).await
+        }
+    }))
+    .await;
+    ctx.runs.remove("setup");
+    for (t, e) in insts.iter().zip(ends) {
+        if let JobEnd::Done(RunEnd::Failed(s) | RunEnd::Infra(s)) = e {
+            return Err(format!("make.bash failed on {}: {s}", t.name()).into());
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,38 @@
+//! `$XDG_CONFIG_HOME/gomote/config.toml`: which coordinator to use by
+//! default and how the embedded one is set up.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The daemon's configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// A remote coordinator URL used when `-server` is not given; empty
+    /// means the embedded coordinator.
+    pub server: Option<String>,
+    /// The embedded coordinator's configuration (same schema as
+    /// `gomote-coordinator --config`).
+    pub coordinator: Option<gomote_coordinator::config::Config>,
+}
+
+impl Config {
+    /// Loads the file if it exists.
+    pub fn load(dir: &Path) -> anyhow::Result<Config> {
+        let p = dir.join("config.toml");
+        match std::fs::read_to_string(&p) {
+            Ok(t) => {
+                let mut c: Config =
+                    toml::from_str(&t).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                if let Some(cc) = &mut c.coordinator {
+                    cc.fill_defaults();
+                    cc.validate()?;
+                }
+                Ok(c)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(anyhow::anyhow!("{}: {e}", p.display())),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Go's rules for choosing the active group (gomote-cli.md 2.1) and for
+//! telling an instance name from a command or path (2.8), applied by the
+//! daemon with its warm coordinator session.
+
+use std::collections::BTreeSet;
+
+use gomote_shared::api::GroupSel;
+
+use crate::cmd::Ctx;
+use crate::target::{Inst, parse_direct};
+
+/// The active group and its live members.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Its name.
+    pub name: String,
+    /// Live members, sorted.
+    pub members: Vec<String>,
+}
+
+/// Names of the caller's live instances on the session.
+pub async fn live(ctx: &Ctx) -> Result<BTreeSet<String>, String> {
+    let sess = ctx.session().await?;
+    let r = sess
+        .grpc
+        .clone()
+        .list_instances(gomote_shared::proto::ListInstancesRequest {})
+        .await
+        .map_err(|s| crate::target::rpc_text(&s))?;
+    Ok(r.into_inner()
+        .instances
+        .into_iter()
+        .map(|i| i.gomote_id)
+        .collect())
+}
+
+/// Loads a group, keeping only live members (and forgetting dead ones:
+/// names are reused, so a stale member must not come back).
+pub async fn load(ctx: &Ctx, name: &str) -> Result<Option<Group>, String> {
+    let Some(stored) = ctx.state.group(name) else {
+        return Ok(None);
+    };
+    let members: Vec<String> = if stored.iter().any(|m| parse_direct(m, None).is_none()) {
+        let live = live(ctx).await?;
+        let keep: Vec<String> = stored
+            .iter()
+            .filter(|m| live.contains(*m) || parse_direct(m, None).is_some())
+            .cloned()
+            .collect();
+        if keep.len() != stored.len() {
+            let _guard = ctx.group_lock.lock().await;
+            if let Some(now) = ctx.state.group(name) {
+                let pruned: Vec<String> = now
+                    .into_iter()
+                    .filter(|m| keep.contains(m) || !stored.contains(m))
+                    .collect();
+                ctx.state
+                    .put_group(name, &pruned)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        keep
+    } else {
+        stored
+    };
+    Ok(Some(Group {
+        name: name.to_string(),
+        members,
+    }))
+}
+
+/// The active group per Go's rules: an explicit `-group` that does not load
+/// is an error; `$GOMOTE_GROUP` that does not load means no group.
+pub async fn active(ctx: &Ctx) -> Result<Option<Group>, String> {
+    let GroupSel { flag, env } = &ctx.req.group;
+    let name = match flag {
+        Some(f) => f.clone(),
+        None => env.clone().unwrap_or_default(),
+    };
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let from_env = env.as_deref() == Some(name.as_str());
+    match load(ctx, &name).await? {
+        Some(g) => {
+            if from_env {
+                ctx.out
+                    .log(format!("Using group {name:?} from GOMOTE_GROUP"))
+                    .await;
+            }
+            Ok(Some(g))
+        }
+        None if from_env => Ok(None),
+        None => Err(format!(
+            "loading group {name:?}: group does not exist (create it with `gomote group create {name}`)"
+        )),
+    }
+}
+
+/// Is `arg` one of the caller's instances? `TYPE@host:port` always is.
+pub async fn instance(ctx: &Ctx, arg: &str) -> Result<Option<Inst>, String> {
+    if let Some(d) = parse_direct(arg, ctx.req.buildlet_password.as_deref()) {
+        return Ok(Some(d));
+    }
+    let sess = ctx.session().await?;
+    let inst = Inst::Remote {
+        sess,
+        id: arg.to_string(),
+    };
+    match inst.ping().await {
+        Ok(()) => Ok(Some(inst)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(format!("checking instance {arg:?}: {e}")),
+    }
+}
+
+/// The message for an instance that does not exist, naming the live ones.
+pub async fn unknown_instance(ctx: &Ctx, arg: &str) -> String {
+    let base = format!(
+        "instance {arg:?}: rpc error: code = NotFound desc = specified gomote instance does not exist"
+    );
+    match live(ctx).await {
+        Ok(l) if l.is_empty() => {
+            format!("{base}; you have no live instances (create one with `gomote create`)")
+        }
+        Ok(l) => format!(
+            "{base}; your live instances: {}",
+            l.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        Err(_) => base,
+    }
+}
+
+/// The group's members as instances.
+pub async fn members(ctx: &Ctx, g: &Group) -> Result<Vec<Inst>, String> {
+    let mut v = Vec::with_capacity(g.members.len());
+    for m in &g.members {
+        match parse_direct(m, ctx.req.buildlet_password.as_deref()) {
+            Some(d) => v.push(d),
+            None => v.push(Inst::Remote {
+                sess: ctx.session().await?,
+                id: m.clone(),
+            }),
+        }
+    }
+    Ok(v)
+}
+
+/// An instance by name without checking it exists (the RPC will say).
+pub async fn named(ctx: &Ctx, arg: &str) -> Result<Inst, String> {
+    if let Some(d) = parse_direct(arg, ctx.req.buildlet_password.as_deref()) {
+        return Ok(d);
+    }
+    Ok(Inst::Remote {
+        sess: ctx.session().await?,
+        id: arg.to_string(),
+    })
+}
+
+/// Targets for commands where exactly one positional means that instance
+/// and anything else means the group (push, destroy, gettar, ping).
+pub async fn one_or_group(
+    ctx: &Ctx,
+    args: &[String],
+    usage: &str,
+) -> Result<(Vec<Inst>, Option<Group>), String> {
+    let g = active(ctx).await?;
+    if args.len() == 1 {
+        return Ok((vec![named(ctx, &args[0]).await?], g));
+    }
+    match g {
+        Some(g) => Ok((members(ctx, &g).await?, Some(g))),
+        None => Err(usage.to_string()),
+    }
+}

@@ -1,0 +1,193 @@
+//! Coordinator sessions: the embedded coordinator (started on first use,
+//! with the local pool, reached over the same gRPC path as a remote one) or
+//! a remote coordinator with the token `gomote login` stored. One warm
+//! connection each, shared by every command.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gomote_shared::proto::gomote_service_client::GomoteServiceClient;
+use tokio::sync::Mutex;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::config::Config;
+use crate::state::State;
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Debug, Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+/// A gRPC client with credentials.
+pub type Grpc = GomoteServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// One coordinator connection.
+#[derive(Debug)]
+pub struct Session {
+    /// `embedded` or the coordinator URL.
+    pub name: String,
+    /// The client; clone it per call.
+    pub grpc: Grpc,
+    /// Plain HTTP (uploads, downloads).
+    pub http: reqwest::Client,
+}
+
+/// Every session the daemon holds.
+#[derive(Debug)]
+pub struct Sessions {
+    state: State,
+    config: Config,
+    data: PathBuf,
+    embedded: Mutex<Option<(Arc<Session>, gomote_coordinator::Running)>>,
+    remote: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+const EMBEDDED: &str = "embedded";
+
+impl Sessions {
+    /// Sessions backed by `state`, with the embedded coordinator's state under `data`.
+    pub fn new(state: State, config: Config, data: PathBuf) -> Sessions {
+        Sessions {
+            state,
+            config,
+            data,
+            embedded: Mutex::new(None),
+            remote: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The session for `-server` (or the configured default).
+    pub async fn get(&self, server: Option<&str>) -> Result<Arc<Session>, String> {
+        let server = server
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| self.config.server.clone().filter(|s| !s.is_empty()));
+        match server {
+            None => self.embedded().await,
+            Some(url) => self.remote(&url).await,
+        }
+    }
+
+    /// Names of the open sessions (for `daemon status`).
+    pub async fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.remote.lock().await.keys().cloned().collect();
+        if let Some((s, r)) = self.embedded.lock().await.as_ref() {
+            v.insert(0, format!("{} (coordinator on {})", s.name, r.addr));
+        }
+        v
+    }
+
+    async fn embedded(&self) -> Result<Arc<Session>, String> {
+        let mut guard = self.embedded.lock().await;
+        if let Some((s, _)) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        let state_dir = self.data.join("coordinator");
+        let config = self
+            .config
+            .coordinator
+            .clone()
+            .unwrap_or_else(gomote_coordinator::config::Config::builtin);
+        let running = gomote_coordinator::start(gomote_coordinator::Options {
+            listen: "127.0.0.1:0".into(),
+            state: state_dir.clone(),
+            config,
+        })
+        .await
+        .map_err(|e| format!("starting the embedded coordinator: {e}"))?;
+        let token = match self.state.token(EMBEDDED) {
+            Some(t) => t,
+            None => {
+                let user = std::env::var("USER")
+                    .ok()
+                    .filter(|u| !u.is_empty() && !u.contains('@'))
+                    .unwrap_or_else(|| "user".into());
+                let t = gomote_coordinator::Coordinator::create_token(
+                    &state_dir,
+                    &format!("{user}@localhost"),
+                )
+                .map_err(|e| format!("creating a token for the embedded coordinator: {e}"))?;
+                self.state
+                    .set_token(EMBEDDED, &t)
+                    .map_err(|e| e.to_string())?;
+                t
+            }
+        };
+        let s = Arc::new(connect(EMBEDDED, &format!("http://{}", running.addr), &token).await?);
+        *guard = Some((s.clone(), running));
+        Ok(s)
+    }
+
+    async fn remote(&self, url: &str) -> Result<Arc<Session>, String> {
+        let mut map = self.remote.lock().await;
+        if let Some(s) = map.get(url) {
+            return Ok(s.clone());
+        }
+        let token = self.state.token(url).ok_or_else(|| {
+            format!(
+                "not logged in to {url}: run `gomote -server {url} login` with your token on stdin"
+            )
+        })?;
+        let s = Arc::new(connect(url, url, &token).await?);
+        map.insert(url.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Stores a token for a coordinator and checks it works.
+    pub async fn login(&self, url: &str, token: &str) -> Result<(), String> {
+        let s = connect(url, url, token).await?;
+        s.grpc
+            .clone()
+            .authenticate(gomote_shared::proto::AuthenticateRequest {})
+            .await
+            .map_err(|e| crate::target::rpc_text(&e))?;
+        self.state
+            .set_token(url, token)
+            .map_err(|e| e.to_string())?;
+        self.remote
+            .lock()
+            .await
+            .insert(url.to_string(), Arc::new(s));
+        Ok(())
+    }
+
+    /// Stops the embedded coordinator (its instances keep running and are
+    /// restored when it starts again).
+    pub async fn shutdown(&self) {
+        if let Some((_, r)) = self.embedded.lock().await.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+async fn connect(name: &str, url: &str, token: &str) -> Result<Session, String> {
+    let endpoint = Channel::from_shared(url.to_string())
+        .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true);
+    let ch = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("dialing the server={url} failed with: {e}"))?;
+    let v = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| "the stored token is not valid header text".to_string())?;
+    Ok(Session {
+        name: name.to_string(),
+        grpc: GomoteServiceClient::with_interceptor(ch, Bearer(v))
+            .max_decoding_message_size(64 << 20),
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?,
+    })
+}
