@@ -118,7 +118,7 @@ $GOMOTE_GROUP names a group that does not exist yet, it is created.
 
 Builder types look like [<subrepo>-]<go branch>-<goos>-<goarch>[_<host>][-<mods>],
 for example gotip-linux-amd64 or x_tools-go1.23-darwin-arm64-race.
-'gomote create -list' prints the ones the coordinator offers.";
+'gomote create' with no type (or -list) prints the ones the coordinator offers.";
 
 const PUTTAR_LONG: &str = "\
 Unpack a gzipped tar archive into the work directory of instances (or into
@@ -174,8 +174,8 @@ pub struct CreateArgs {
     /// With -list: print JSON.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, value_name = "BOOL", hide_default_value = true)]
     pub json: bool,
-    /// The builder type.
-    #[arg(value_name = "TYPE", required_unless_present = "list", add = ArgValueCompleter::new(complete::builders))]
+    /// The builder type; without one, the types on offer are listed.
+    #[arg(value_name = "TYPE", add = ArgValueCompleter::new(complete::builders))]
     pub builder: Option<String>,
 }
 

@@ -299,3 +299,168 @@ pub fn kill_buildlets_under(dir: &Path) {
         }
     }
 }
+
+/// A user's world for `gomote`: private XDG directories, socket, HOME and
+/// TMPDIR, so each test gets its own daemon and embedded coordinator.
+/// Dropping it stops the daemon and every buildlet it started.
+pub struct GomoteEnv {
+    /// The root of everything.
+    pub dir: tempfile::TempDir,
+    /// The daemon's socket.
+    pub socket: PathBuf,
+}
+
+/// What a `gomote` run produced.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (-1 if killed).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl GomoteEnv {
+    /// A new environment whose embedded coordinator uses `coordinator_toml`
+    /// (the `[coordinator]` table's body; empty for the built-in default).
+    pub fn new(coordinator_toml: &str) -> Result<GomoteEnv> {
+        let dir = tempfile::tempdir()?;
+        for d in ["run", "data", "config/gomote", "home", "tmp", "work"] {
+            std::fs::create_dir_all(dir.path().join(d))?;
+        }
+        let mut cfg =
+            String::from("[coordinator]\nreap_interval_secs = 1\nheartbeat_interval_secs = 2\n");
+        cfg.push_str(coordinator_toml);
+        std::fs::write(dir.path().join("config/gomote/config.toml"), cfg)?;
+        let socket = dir.path().join("run/gomote/gomoted.sock");
+        Ok(GomoteEnv { dir, socket })
+    }
+
+    /// The working directory commands run in.
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// A `gomote` command with this environment.
+    pub fn cmd(&self, args: &[&str]) -> Result<Command> {
+        let mut c = Command::new(bin("gomote")?);
+        c.args(args)
+            .current_dir(self.work())
+            .env_remove("GOMOTE_GROUP")
+            .env_remove("GOMOTED_SOCKET")
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("HOME", self.dir.path().join("home"))
+            .env("TMPDIR", self.dir.path().join("tmp"))
+            .env("GOMOTED_LOG", "warn");
+        Ok(c)
+    }
+
+    /// Runs `gomote args...` with extra environment and optional stdin.
+    pub fn run_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+    ) -> Result<Output> {
+        use std::io::Write as _;
+        let mut c = self.cmd(args)?;
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn()?;
+        if let Some(data) = stdin
+            && let Some(mut w) = child.stdin.take()
+        {
+            w.write_all(data)?;
+        }
+        let out = child.wait_with_output()?;
+        Ok(Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Runs `gomote args...`.
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        self.run_with(args, &[], None)
+    }
+
+    /// Runs `gomote args...` and fails unless it exits 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let o = self.run(args)?;
+        if o.code != 0 {
+            bail!(
+                "gomote {args:?} exited {}:\nstdout: {}\nstderr: {}",
+                o.code,
+                o.stdout,
+                o.stderr
+            );
+        }
+        Ok(o.stdout)
+    }
+}
+
+impl Drop for GomoteEnv {
+    fn drop(&mut self) {
+        // The daemon's pid is in its lock file.
+        let lock = self.dir.path().join("data/gomote/gomoted.lock");
+        if let Ok(s) = std::fs::read_to_string(lock)
+            && let Some(pid) = s
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        kill_buildlets_under(self.dir.path());
+    }
+}
+
+/// A copy of Debian's Go 1.19 tree (symlinks resolved, without the large
+/// prebuilt `pkg`), made once per test run and shared; `None` when Go is
+/// not installed.
+pub fn goroot_copy() -> Option<PathBuf> {
+    static COPY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    COPY.get_or_init(|| {
+        let src = Path::new("/usr/lib/go-1.19");
+        if !src.join("bin/go").exists() {
+            return None;
+        }
+        let dst = std::env::temp_dir().join(format!("gomote-test-goroot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dst);
+        std::fs::create_dir_all(&dst).ok()?;
+        // Push never sends the top-level pkg and bin; do not copy them.
+        for e in std::fs::read_dir(src).ok()?.flatten() {
+            let name = e.file_name();
+            if name == "pkg" || name == "bin" {
+                continue;
+            }
+            let ok = Command::new("cp")
+                .arg("-rL")
+                .arg(e.path())
+                .arg(dst.join(&name))
+                .status()
+                .ok()?
+                .success();
+            if !ok {
+                return None;
+            }
+        }
+        Some(dst)
+    })
+    .clone()
+}

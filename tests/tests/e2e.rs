@@ -7,3 +7,4 @@
 mod buildlet_client;
 mod buildlet_http;
 mod coordinator;
+mod gomote_cli;

@@ -1,0 +1,433 @@
+//! The real `gomote` CLI against a real `gomoted` with its embedded
+//! coordinator and local buildlets, each test in its own XDG world: the
+//! seed README's sequence, groups, file commands, `run -until`/`-collect`,
+//! exit codes, concurrent group edits, direct buildlets and bad input.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use gomote_tests::{Buildlet, GomoteEnv, goroot_copy, pid_alive};
+
+fn builder() -> String {
+    format!(
+        "{}-{}",
+        gomote_shared::platform::goos(),
+        gomote_shared::platform::goarch()
+    )
+}
+
+fn lines(s: &str) -> Vec<String> {
+    s.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn seed_sequence() {
+    let env = GomoteEnv::new("").unwrap();
+    // With no argument, create lists builder types (first command: autostarts the daemon).
+    let types = env.ok(&["create"]).unwrap();
+    assert!(lines(&types).contains(&builder()), "{types}");
+    let name = env.ok(&["create", &builder()]).unwrap().trim().to_string();
+    assert!(name.ends_with(&format!("-{}-0", builder())), "{name}");
+
+    if let Some(goroot) = goroot_copy() {
+        let o = env
+            .run_with(
+                &["push", &name],
+                &[("GOROOT", goroot.to_str().unwrap())],
+                None,
+            )
+            .unwrap();
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert!(o.stderr.contains("Pushing GOROOT"), "{}", o.stderr);
+        let ls = env.ok(&["ls", &name]).unwrap();
+        let names: Vec<&str> = ls.lines().filter_map(|l| l.split('\t').nth(1)).collect();
+        assert!(names.contains(&"go/"), "{ls}");
+        assert!(
+            names.iter().any(|n| n.trim_end_matches('/') == "go1.4"),
+            "{ls}"
+        );
+        // A second push finds nothing to send.
+        let o = env
+            .run_with(
+                &["push", &name],
+                &[("GOROOT", goroot.to_str().unwrap())],
+                None,
+            )
+            .unwrap();
+        assert!(o.stderr.contains("0 to send"), "{}", o.stderr);
+        let v = env.ok(&["run", &name, "/bin/cat", "go/VERSION"]).unwrap();
+        assert!(v.starts_with("go1.19"), "{v}");
+    }
+
+    let o = env
+        .run(&["run", &name, "/bin/echo", "hello", "-v"])
+        .unwrap();
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "hello -v\n"),
+        "flags after the command are remote: {}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("# Streaming results from"),
+        "{}",
+        o.stderr
+    );
+    let list = env.ok(&["list"]).unwrap();
+    let re = regex::Regex::new(&format!(
+        r"^{name}\t{}\t\S+\texpires in (\d+m)?[\d.]+s\n$",
+        builder()
+    ))
+    .unwrap();
+    assert!(re.is_match(&list), "list line: {list:?}");
+    let o = env.run(&["ping", &name]).unwrap();
+    assert_eq!(o.code, 0);
+    assert!(
+        o.stderr.contains(&format!("# {name}: alive")),
+        "{}",
+        o.stderr
+    );
+    env.ok(&["destroy", &name]).unwrap();
+    assert_eq!(env.ok(&["list"]).unwrap(), "");
+    let o = env.run(&["ping", &name]).unwrap();
+    assert_ne!(o.code, 0, "ping of a destroyed instance fails");
+}
+
+#[test]
+fn groups_broadcast_and_destroy_group() {
+    let env = GomoteEnv::new("").unwrap();
+    let g = [("GOMOTE_GROUP", "debug")];
+    let o = env
+        .run_with(&["create", "-count=3", &builder()], &g, None)
+        .unwrap();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let made: BTreeSet<String> = o.stdout.lines().map(str::to_string).collect();
+    assert_eq!(made.len(), 3, "{}", o.stdout);
+    let list = env.ok(&["list"]).unwrap();
+    assert_eq!(list.matches(" (debug)\t").count(), 3, "{list}");
+    let gl = env.ok(&["group", "list"]).unwrap();
+    assert!(gl.starts_with("Name\tInstances\t\ndebug\t"), "{gl:?}");
+
+    // Broadcast: no output on stdout, one file per member.
+    let o = env
+        .run_with(&["run", "/bin/sh", "-c", "echo from $WORKDIR"], &g, None)
+        .unwrap();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "");
+    assert!(
+        o.stderr.contains("Using group \"debug\" from GOMOTE_GROUP"),
+        "{}",
+        o.stderr
+    );
+    for m in &made {
+        let path = o
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# Wrote results from {m:?} to \"")))
+            .map(|p| p.trim_end_matches("\".").to_string())
+            .unwrap_or_else(|| panic!("no output file for {m}: {}", o.stderr));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("from /"), "{text}");
+    }
+    // One failing member does not cancel the others; exit 1 with a line naming it.
+    let first = made.iter().next().unwrap().clone();
+    let o = env
+        .run_with(
+            &[
+                "run",
+                "/bin/sh",
+                "-c",
+                "test -e $WORKDIR/fail && exit 5; sleep 0.3; echo done",
+            ],
+            &g,
+            None,
+        )
+        .unwrap();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    env.ok(&["run", &first, "/usr/bin/touch", "fail"]).unwrap();
+    let o = env
+        .run_with(
+            &[
+                "run",
+                "/bin/sh",
+                "-c",
+                "test -e $WORKDIR/fail && exit 5; sleep 0.3; echo done",
+            ],
+            &g,
+            None,
+        )
+        .unwrap();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains(&format!("failed on {first:?}: exit status 5")),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.stderr.matches("failed on").count(), 1, "{}", o.stderr);
+
+    // destroy -destroy-group NAME-OF-ONE keeps the group.
+    env.run_with(&["destroy", "-destroy-group", &first], &g, None)
+        .unwrap();
+    let gl = env.ok(&["group", "list"]).unwrap();
+    assert!(gl.contains("debug"), "{gl}");
+    assert!(!gl.contains(&first), "{gl}");
+    let o = env
+        .run_with(&["destroy", "-destroy-group"], &g, None)
+        .unwrap();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(env.ok(&["list"]).unwrap(), "");
+    assert_eq!(
+        env.ok(&["group", "list"]).unwrap(),
+        "Name\tInstances\t\n(none)\n"
+    );
+}
+
+#[test]
+fn put_puttar_gettar_rm() {
+    let env = GomoteEnv::new("").unwrap();
+    let name = env.ok(&["create", &builder()]).unwrap().trim().to_string();
+    let work = env.work();
+    std::fs::write(work.join("script.sh"), "#!/bin/sh\necho script ran\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        work.join("script.sh"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    env.ok(&["put", &name, "script.sh"]).unwrap();
+    assert_eq!(
+        env.ok(&["run", &name, "script.sh"]).unwrap(),
+        "script ran\n"
+    );
+    let o = env
+        .run_with(
+            &["put", &name, "-", "sub/from-stdin.txt"],
+            &[],
+            Some(b"piped data"),
+        )
+        .unwrap();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        env.ok(&["run", &name, "/bin/cat", "sub/from-stdin.txt"])
+            .unwrap(),
+        "piped data"
+    );
+    env.ok(&["put", "-mode", "0600", &name, "script.sh", "private.sh"])
+        .unwrap();
+    let ls = env.ok(&["ls", &name]).unwrap();
+    assert!(ls.contains("-rwxr-x---\tscript.sh\t"), "{ls}");
+    assert!(ls.contains("-rw-------\tprivate.sh\t"), "{ls}");
+
+    // puttar from a file, then gettar it back.
+    let tgz = work.join("t.tgz");
+    let st = std::process::Command::new("tar")
+        .args([
+            "czf",
+            tgz.to_str().unwrap(),
+            "-C",
+            work.to_str().unwrap(),
+            "script.sh",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    env.ok(&["puttar", "-dir=unpacked", &name, "t.tgz"])
+        .unwrap();
+    assert_eq!(
+        env.ok(&["run", &name, "unpacked/script.sh"]).unwrap(),
+        "script ran\n"
+    );
+    env.ok(&["gettar", "-dir=unpacked", &name]).unwrap();
+    let got = work.join(format!("{name}.tar.gz"));
+    let listing = std::process::Command::new("tar")
+        .args(["tzf", got.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listing.stdout), "script.sh\n");
+
+    env.ok(&["rm", &name, "unpacked", "sub"]).unwrap();
+    let ls = env.ok(&["ls", &name]).unwrap();
+    assert!(!ls.contains("unpacked") && !ls.contains("sub/"), "{ls}");
+    let o = env.run(&["rm", &name, "../outside"]).unwrap();
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("parent directory"), "{}", o.stderr);
+}
+
+#[test]
+fn run_until_and_collect() {
+    let env = GomoteEnv::new("").unwrap();
+    let name = env.ok(&["create", &builder()]).unwrap().trim().to_string();
+    let script =
+        "n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; echo iteration $n";
+    let o = env
+        .run(&[
+            "run",
+            "-until",
+            "(?m)^iteration 3$",
+            "-collect",
+            "-dir",
+            ".",
+            &name,
+            "/bin/sh",
+            "-c",
+            script,
+        ])
+        .unwrap();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        o.stderr.matches("No match found").count(),
+        2,
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("after 3 iteration(s)"), "{}", o.stderr);
+    // The output file holds exactly the last iteration, rewritten cleanly.
+    let out = std::fs::read_to_string(env.work().join(format!("{name}.stdout"))).unwrap();
+    assert_eq!(out, "iteration 3\n");
+    let tgz = env.work().join(format!("{name}.tar.gz"));
+    let listing = std::process::Command::new("tar")
+        .args(["tzf", tgz.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .any(|l| l == "count")
+    );
+}
+
+#[test]
+fn exit_codes_and_ctrl_c() {
+    let env = GomoteEnv::new("").unwrap();
+    let name = env.ok(&["create", &builder()]).unwrap().trim().to_string();
+    let o = env
+        .run(&["run", &name, "/bin/sh", "-c", "echo partial; exit 42"])
+        .unwrap();
+    assert_eq!((o.code, o.stdout.as_str()), (42, "partial\n"));
+    assert!(
+        !o.stderr.contains("Usage"),
+        "runtime errors print no usage: {}",
+        o.stderr
+    );
+
+    // Ctrl-C cancels the remote command and exits 130.
+    let mut child = env
+        .cmd(&["run", &name, "/bin/sh", "-c", "echo $$; exec sleep 300"])
+        .unwrap()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let remote: i32 = line.trim().parse().unwrap();
+    assert!(pid_alive(remote));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let t = Instant::now();
+    while pid_alive(remote) && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pid_alive(remote), "remote command survived Ctrl-C");
+}
+
+#[test]
+fn concurrent_group_edits_lose_nothing() {
+    let env = GomoteEnv::new("").unwrap();
+    let o = env.run(&["create", "-count=4", &builder()]).unwrap();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let made: Vec<String> = o.stdout.lines().map(str::to_string).collect();
+    env.ok(&["group", "create", "g"]).unwrap();
+    let handles: Vec<_> = made
+        .iter()
+        .map(|m| {
+            let mut c = env.cmd(&["-group", "g", "group", "add", m]).unwrap();
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for h in handles {
+        let out = h.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let gl = env.ok(&["group", "list"]).unwrap();
+    for m in &made {
+        assert!(gl.contains(m.as_str()), "{m} lost: {gl}");
+    }
+}
+
+#[test]
+fn direct_buildlet_target() {
+    let env = GomoteEnv::new("").unwrap();
+    let b = Buildlet::start().unwrap();
+    let target = format!("{}@{}", builder(), b.addr);
+    assert_eq!(
+        env.ok(&["run", &target, "/bin/echo", "direct"]).unwrap(),
+        "direct\n"
+    );
+    let ls = env.ok(&["ls", &target]).unwrap();
+    assert!(ls.contains("gocache/"), "{ls}");
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let env = GomoteEnv::new("").unwrap();
+    let name = env.ok(&["create", &builder()]).unwrap().trim().to_string();
+    let before = env.ok(&["list"]).unwrap();
+
+    let o = env.run(&["run", "nosuch", "/bin/true"]).unwrap();
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("does not exist") && o.stderr.contains(&name),
+        "lists live instances: {}",
+        o.stderr
+    );
+    let o = env.run(&["-group", "nosuch", "ls"]).unwrap();
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("nosuch"), "{}", o.stderr);
+    let o = env.run(&["create", "plan9-arm"]).unwrap();
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("plan9-arm") && o.stderr.contains(&builder()),
+        "{}",
+        o.stderr
+    );
+    let o = env
+        .run(&["run", "-e", "NOEQUALS", &name, "/bin/true"])
+        .unwrap();
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let o = env
+        .run(&["run", "-until", "(unclosed", &name, "/bin/true"])
+        .unwrap();
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("bad regexp"), "{}", o.stderr);
+    let o = env.run(&["ls"]).unwrap();
+    assert_ne!(o.code, 0, "ls with no group does not crash: {}", o.stderr);
+    for o in [&o] {
+        assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    }
+    // Nothing was created, destroyed or grouped by any of that.
+    let after = env.ok(&["list"]).unwrap();
+    let strip = |s: &str| {
+        s.lines()
+            .map(|l| l.split("\texpires").next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&before), strip(&after));
+    assert_eq!(
+        env.ok(&["group", "list"]).unwrap(),
+        "Name\tInstances\t\n(none)\n"
+    );
+}
