@@ -37,6 +37,9 @@ const MAX_HEADERS: usize = 100;
 /// driver stops reading until the current exchange ends.
 const MAX_PIPELINED: usize = 1 << 20;
 
+/// How long an unread request body may take to drain after the response.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
 /// Per-connection settings.
 #[derive(Debug, Clone)]
 pub struct ConnConfig {
@@ -96,9 +99,17 @@ where
         *req.body_mut() = Body::new(StreamBody::new(ReceiverStream::new(rx)));
 
         let mut body_complete = false;
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
         // Boxed rather than pinned on the stack so it can be dropped (releasing
         // its borrows of the reader and buffer) before the next request.
-        let mut pump = Box::pin(pump(&mut rd, &mut buf, framing, tx, &mut body_complete));
+        let mut pump = Box::pin(pump(
+            &mut rd,
+            &mut buf,
+            framing,
+            tx,
+            &mut body_complete,
+            done_tx,
+        ));
         let mut handler = pin!(svc.clone().oneshot(req));
 
         // Wait for the handler's response while the request body streams in.
@@ -194,6 +205,17 @@ where
             }
         }
         wr.flush().await?;
+        if keep_alive {
+            // A handler may answer without reading the body (the go1.4 SKIP
+            // reply); drain the rest, as Go's server does, so the connection
+            // can carry the next request instead of being cut under a client
+            // that already pooled it.
+            tokio::select! {
+                _ = &mut done_rx => {}
+                _gone = &mut pump => return Ok(()),
+                () = tokio::time::sleep(DRAIN_LIMIT) => {}
+            }
+        }
         drop(pump);
         if !keep_alive || !body_complete {
             let _ = wr.shutdown().await;
@@ -341,6 +363,7 @@ async fn pump<R: AsyncRead + Unpin>(
     framing: Framing,
     tx: mpsc::Sender<Result<Frame<Bytes>, io::Error>>,
     complete: &mut bool,
+    done: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut tx = Some(tx);
     let res = match framing {
@@ -355,6 +378,7 @@ async fn pump<R: AsyncRead + Unpin>(
     }
     *complete = true;
     drop(tx);
+    let _ = done.send(());
     loop {
         if buf.len() >= MAX_PIPELINED {
             std::future::pending::<()>().await;
@@ -522,8 +546,9 @@ mod tests {
         let (client, server) = tokio::io::duplex(1 << 20);
         let srv = tokio::spawn(serve(server, router, ConnConfig::default()));
         let (mut r, mut w) = tokio::io::split(client);
+        // No half-close: like Go's server, the driver reads EOF as the
+        // client hanging up. Requests end with `Connection: close` instead.
         w.write_all(request).await.unwrap();
-        w.shutdown().await.unwrap();
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
         let _ = srv.await;
@@ -552,7 +577,11 @@ mod tests {
 
     #[tokio::test]
     async fn writes_trailers_without_te() {
-        let out = roundtrip(trailer_router(), b"GET /t HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let out = roundtrip(
+            trailer_router(),
+            b"GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(out.contains("Transfer-Encoding: chunked\r\n"), "{out}");
         assert!(
@@ -573,8 +602,13 @@ mod tests {
         let req = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n\
 POST /echo HTTP/1.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nwxyz";
         let out = roundtrip(router, req).await;
-        assert!(out.contains("Content-Length: 5\r\n\r\nabcde"), "{out}");
-        assert!(out.ends_with("Content-Length: 4\r\n\r\nwxyz"), "{out}");
+        assert!(out.contains("Content-Length: 5\r\n"), "{out}");
+        assert!(
+            out.contains("\r\n\r\nabcdeHTTP/1.1 200 OK\r\n"),
+            "pipelined: {out}"
+        );
+        assert!(out.contains("Content-Length: 4\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\nwxyz"), "{out}");
     }
 
     #[tokio::test]
