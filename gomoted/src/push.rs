@@ -575,8 +575,9 @@ mod tests {
         let mut logs = vec![];
         let p = plan(&t, &remote, true, &mut logs);
         assert_eq!(p.delete, vec!["go/olddir", "go/src/old.go"]);
-        assert_eq!(p.send, vec!["VERSION", "src/new.go"]);
-        assert_eq!((p.missing, p.changed), (2, 0));
+        // The tree's own .gitignore is an ordinary file and goes too.
+        assert_eq!(p.send, vec![".gitignore", "VERSION", "src/new.go"]);
+        assert_eq!((p.missing, p.changed), (3, 0));
     }
 
     #[test]
