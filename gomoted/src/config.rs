@@ -15,6 +15,10 @@ pub struct Config {
     /// The embedded coordinator's configuration (same schema as
     /// `gomote-coordinator --config`).
     pub coordinator: Option<gomote_coordinator::config::Config>,
+    /// Seconds after its last use that an instance is still kept alive.
+    pub keepalive_idle_secs: Option<u64>,
+    /// Seconds between keep-alive pings.
+    pub keepalive_interval_secs: Option<u64>,
 }
 
 impl Config {

@@ -3,8 +3,10 @@
 //! local pool unless a remote one is configured), owns the groups, and runs
 //! commands and pushes for the thin `gomote` CLI.
 
+mod activation;
 mod cmd;
 mod config;
+mod keepalive;
 mod lock;
 mod out;
 mod push;

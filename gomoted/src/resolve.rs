@@ -108,7 +108,10 @@ pub async fn instance(ctx: &Ctx, arg: &str) -> Result<Option<Inst>, String> {
         id: arg.to_string(),
     };
     match inst.ping().await {
-        Ok(()) => Ok(Some(inst)),
+        Ok(()) => {
+            ctx.sessions.keepalive.touch(arg);
+            Ok(Some(inst))
+        }
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(format!("checking instance {arg:?}: {e}")),
     }
@@ -116,9 +119,20 @@ pub async fn instance(ctx: &Ctx, arg: &str) -> Result<Option<Inst>, String> {
 
 /// The message for an instance that does not exist, naming the live ones.
 pub async fn unknown_instance(ctx: &Ctx, arg: &str) -> String {
-    let base = format!(
+    let mut base = format!(
         "instance {arg:?}: rpc error: code = NotFound desc = specified gomote instance does not exist"
     );
+    if let Some(g) = ctx.sessions.keepalive.gone(arg) {
+        let when = time::OffsetDateTime::from(g.when)
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        base.push_str(&format!(" (gone since {when}: {})", g.why));
+    }
     match live(ctx).await {
         Ok(l) if l.is_empty() => {
             format!("{base}; you have no live instances (create one with `gomote create`)")
@@ -137,10 +151,13 @@ pub async fn members(ctx: &Ctx, g: &Group) -> Result<Vec<Inst>, String> {
     for m in &g.members {
         match parse_direct(m, ctx.req.buildlet_password.as_deref()) {
             Some(d) => v.push(d),
-            None => v.push(Inst::Remote {
-                sess: ctx.session().await?,
-                id: m.clone(),
-            }),
+            None => {
+                ctx.sessions.keepalive.touch(m);
+                v.push(Inst::Remote {
+                    sess: ctx.session().await?,
+                    id: m.clone(),
+                })
+            }
         }
     }
     Ok(v)
@@ -151,6 +168,7 @@ pub async fn named(ctx: &Ctx, arg: &str) -> Result<Inst, String> {
     if let Some(d) = parse_direct(arg, ctx.req.buildlet_password.as_deref()) {
         return Ok(d);
     }
+    ctx.sessions.keepalive.touch(arg);
     Ok(Inst::Remote {
         sess: ctx.session().await?,
         id: arg.to_string(),

@@ -47,6 +47,19 @@ fn api_error(status: StatusCode, kind: ErrorKind, msg: impl Into<String>) -> Res
     (status, axum::Json(body)).into_response()
 }
 
+/// The version this daemon reports: `api::VERSION`, unless
+/// `GOMOTED_FAKE_VERSION` (read once) says otherwise, so tests can play an
+/// old daemon and exercise the CLI's restart-on-upgrade path.
+pub(crate) fn reported_version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        std::env::var("GOMOTED_FAKE_VERSION")
+            .ok()
+            .filter(|v| !v.is_empty() && HeaderValue::from_str(v).is_ok())
+            .unwrap_or_else(|| api::VERSION.to_string())
+    })
+}
+
 async fn guard(req: Request, next: Next) -> Response {
     let h = req.headers();
     let host_ok = h.get(header::HOST).and_then(|v| v.to_str().ok()) == Some(api::HOST);
@@ -64,7 +77,7 @@ async fn guard(req: Request, next: Next) -> Response {
     let hs = resp.headers_mut();
     hs.insert(
         api::HEADER_DAEMON_VERSION,
-        HeaderValue::from_static(api::VERSION),
+        HeaderValue::from_static(reported_version()),
     );
     hs.insert(api::HEADER_DAEMON_PROTO, HeaderValue::from(api::PROTO));
     resp
@@ -78,7 +91,7 @@ async fn status(AxState(d): AxState<Arc<Daemon>>) -> Response {
         uptime_secs: d.started.elapsed().as_secs(),
         socket: d.socket.display().to_string(),
         sessions: d.sessions.names().await,
-        kept_alive: Vec::new(),
+        kept_alive: d.sessions.keepalive.kept().into_iter().collect(),
         watches: Vec::new(),
     };
     axum::Json(s).into_response()
@@ -97,7 +110,7 @@ async fn command(AxState(d): AxState<Arc<Daemon>>, req: Request) -> Response {
             format!(
                 "gomote speaks local API {} but gomoted {} speaks {}: restart it with `gomote daemon restart`",
                 proto.unwrap_or(0),
-                api::VERSION,
+                reported_version(),
                 api::PROTO
             ),
         );
@@ -201,20 +214,30 @@ async fn prepare_socket(socket: &Path) -> anyhow::Result<()> {
 
 /// Serves until SIGTERM, SIGINT or `POST /v0/shutdown`.
 pub async fn run(socket: PathBuf) -> anyhow::Result<()> {
+    // First, before anything can read the environment concurrently.
+    let activated = crate::activation::take()?;
     let data = gomote_shared::paths::data_dir();
     let _lock = crate::lock::acquire(&data)?;
     let config = Config::load(&gomote_shared::paths::config_dir())?;
     let state = State::open(&data)?;
-    prepare_socket(&socket).await?;
-    let name = socket.clone().to_fs_name::<GenericFilePath>()?;
-    let listener = ListenerOptions::new()
-        .name(name)
-        .create_tokio()
-        .with_context(|| format!("listening on {}", socket.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    }
+    // Under systemd the socket (path, 0600, 0700 directory) is the socket
+    // unit's: adopt it, and leave the file in place at shutdown.
+    let (listener, socket, activated) = match activated {
+        Some(a) => (a.listener, a.path.unwrap_or(socket), true),
+        None => {
+            prepare_socket(&socket).await?;
+            let name = socket.clone().to_fs_name::<GenericFilePath>()?;
+            let listener = ListenerOptions::new()
+                .name(name)
+                .create_tokio()
+                .with_context(|| format!("listening on {}", socket.display()))?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+            }
+            (listener, socket, false)
+        }
+    };
     let d = Arc::new(Daemon {
         sessions: Arc::new(Sessions::new(state.clone(), config, data.clone())),
         state,
@@ -225,6 +248,7 @@ pub async fn run(socket: PathBuf) -> anyhow::Result<()> {
         shutdown: CancellationToken::new(),
     });
     tracing::info!(socket = %socket.display(), version = api::VERSION, "gomoted serving");
+    tokio::spawn(d.sessions.clone().keep_alive_loop(d.shutdown.clone()));
     let app = router(d.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -255,6 +279,8 @@ pub async fn run(socket: PathBuf) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     d.runs.cancel_all();
     d.sessions.shutdown().await;
-    let _ = std::fs::remove_file(&socket);
+    if !activated {
+        let _ = std::fs::remove_file(&socket);
+    }
     Ok(())
 }

@@ -14,6 +14,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::config::Config;
+use crate::keepalive::KeepAlive;
 use crate::state::State;
 
 /// Adds `authorization: Bearer <token>` to every call.
@@ -49,6 +50,8 @@ pub struct Sessions {
     data: PathBuf,
     embedded: Mutex<Option<(Arc<Session>, gomote_coordinator::Running)>>,
     remote: Mutex<HashMap<String, Arc<Session>>>,
+    /// Which instances to keep alive, and why gone ones went.
+    pub keepalive: Arc<KeepAlive>,
 }
 
 const EMBEDDED: &str = "embedded";
@@ -56,7 +59,12 @@ const EMBEDDED: &str = "embedded";
 impl Sessions {
     /// Sessions backed by `state`, with the embedded coordinator's state under `data`.
     pub fn new(state: State, config: Config, data: PathBuf) -> Sessions {
+        let keepalive = Arc::new(KeepAlive::new(
+            Duration::from_secs(config.keepalive_idle_secs.unwrap_or(2 * 3600)),
+            Duration::from_secs(config.keepalive_interval_secs.unwrap_or(300).max(1)),
+        ));
         Sessions {
+            keepalive,
             state,
             config,
             data,
@@ -74,6 +82,64 @@ impl Sessions {
         match server {
             None => self.embedded().await,
             Some(url) => self.remote(&url).await,
+        }
+    }
+
+    /// The sessions opened so far.
+    pub async fn open(&self) -> Vec<Arc<Session>> {
+        let mut v: Vec<Arc<Session>> = self.remote.lock().await.values().cloned().collect();
+        if let Some((s, _)) = self.embedded.lock().await.as_ref() {
+            v.push(s.clone());
+        }
+        v
+    }
+
+    /// Pings what the keeper wants kept, every interval, until cancelled.
+    pub async fn keep_alive_loop(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(self.keepalive.interval) => {}
+            }
+            let mut live_on: HashMap<String, Arc<Session>> = HashMap::new();
+            for s in self.open().await {
+                match s
+                    .grpc
+                    .clone()
+                    .list_instances(gomote_shared::proto::ListInstancesRequest {})
+                    .await
+                {
+                    Ok(r) => {
+                        for i in r.into_inner().instances {
+                            live_on.insert(i.gomote_id, s.clone());
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %s.name, error = %e, "keep-alive: listing instances")
+                    }
+                }
+            }
+            let grouped: std::collections::BTreeSet<String> = self
+                .state
+                .group_names()
+                .iter()
+                .flat_map(|g| self.state.group(g).unwrap_or_default())
+                .collect();
+            let live = live_on.keys().cloned().collect();
+            for id in self.keepalive.plan(&live, &grouped) {
+                if let Some(s) = live_on.get(&id) {
+                    let r = s
+                        .grpc
+                        .clone()
+                        .instance_alive(gomote_shared::proto::InstanceAliveRequest {
+                            gomote_id: id.clone(),
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::warn!(%id, error = %e, "keep-alive ping failed");
+                    }
+                }
+            }
         }
     }
 

@@ -325,12 +325,18 @@ impl GomoteEnv {
     /// A new environment whose embedded coordinator uses `coordinator_toml`
     /// (the `[coordinator]` table's body; empty for the built-in default).
     pub fn new(coordinator_toml: &str) -> Result<GomoteEnv> {
+        Self::with_config("", coordinator_toml)
+    }
+
+    /// Like [`GomoteEnv::new`], with top-level daemon settings too.
+    pub fn with_config(daemon_toml: &str, coordinator_toml: &str) -> Result<GomoteEnv> {
         let dir = tempfile::tempdir()?;
         for d in ["run", "data", "config/gomote", "home", "tmp", "work"] {
             std::fs::create_dir_all(dir.path().join(d))?;
         }
-        let mut cfg =
-            String::from("[coordinator]\nreap_interval_secs = 1\nheartbeat_interval_secs = 2\n");
+        let mut cfg = format!(
+            "{daemon_toml}\n[coordinator]\nreap_interval_secs = 1\nheartbeat_interval_secs = 2\n"
+        );
         cfg.push_str(coordinator_toml);
         std::fs::write(dir.path().join("config/gomote/config.toml"), cfg)?;
         let socket = dir.path().join("run/gomote/gomoted.sock");

@@ -429,3 +429,48 @@ fn bad_input_is_refused_and_changes_nothing() {
         "Name\tInstances\t\n(none)\n"
     );
 }
+
+#[test]
+fn keep_alive_by_group_membership() {
+    // The coordinator expires idle instances after 3 s; the daemon pings
+    // group members every second and keeps nothing for recent use alone.
+    let env = GomoteEnv::with_config(
+        "keepalive_interval_secs = 1\nkeepalive_idle_secs = 0",
+        "idle_timeout_secs = 3",
+    )
+    .unwrap();
+    let g = [("GOMOTE_GROUP", "keep")];
+    let o = env.run_with(&["create", &builder()], &g, None).unwrap();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let name = o.stdout.trim().to_string();
+    std::thread::sleep(Duration::from_secs(7));
+    let list = env.ok(&["list"]).unwrap();
+    assert!(
+        list.starts_with(&format!("{name} (keep)\t")),
+        "kept past its 3 s expiry: {list:?}"
+    );
+    assert!(
+        list.trim_end().ends_with("\tkept alive by gomoted"),
+        "{list:?}"
+    );
+
+    env.ok(&["-group", "keep", "group", "remove", &name])
+        .unwrap();
+    let t = Instant::now();
+    while !env.ok(&["list"]).unwrap().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "instance never expired after leaving the group"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Let the daemon's next pass notice, then the next command says why.
+    std::thread::sleep(Duration::from_secs(2));
+    let o = env.run(&["run", &name, "/bin/true"]).unwrap();
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("expired"),
+        "says why it is gone: {}",
+        o.stderr
+    );
+}

@@ -39,6 +39,7 @@ pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdRe
                     })
                     .await
                     .map_err(|s| format!("unable to destroy instance: {}", rpc_text(&s)))?;
+                ctx.sessions.keepalive.destroyed(id);
                 destroyed.push(id.clone());
             }
             Inst::Direct { client, name } => {

@@ -18,6 +18,7 @@ struct Row {
     expires: i64,
     expires_in_secs: f64,
     groups: Vec<String>,
+    kept_alive: bool,
 }
 
 /// Go's `time.Duration.String()` for a span in nanoseconds.
@@ -83,8 +84,10 @@ pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
+    let kept = ctx.sessions.keepalive.kept();
     let mut rows = Vec::new();
     for i in insts {
+        let kept_alive = kept.contains(&i.gomote_id);
         let groups = groups_of.remove(&i.gomote_id).unwrap_or_default();
         let left = i128::from(i.expires) * 1_000_000_000 - now;
         if json {
@@ -95,6 +98,7 @@ pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
                 expires: i.expires,
                 expires_in_secs: left as f64 / 1e9,
                 groups,
+                kept_alive,
             });
         } else {
             let g = if groups.is_empty() {
@@ -104,11 +108,17 @@ pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
             };
             ctx.out
                 .stdout(format!(
-                    "{}{g}\t{}\t{}\texpires in {}\n",
+                    "{}{g}\t{}\t{}\texpires in {}{}\n",
                     i.gomote_id,
                     i.builder_type,
                     i.host_type,
-                    go_duration(left)
+                    go_duration(left),
+                    // A fifth field, so tools reading the first four by tab are unaffected.
+                    if kept_alive {
+                        "\tkept alive by gomoted"
+                    } else {
+                        ""
+                    }
                 ))
                 .await;
         }

@@ -141,6 +141,8 @@ async fn run_once(ctx: &Ctx, j: &Job<'_>) -> (JobEnd, Vec<u8>) {
 
 async fn run_job(ctx: &Ctx, j: Job<'_>, collect_to: Option<&Path>) -> JobEnd {
     let name = j.inst.name().to_string();
+    // A command running for hours keeps its instance alive throughout.
+    let _intent = ctx.sessions.keepalive.begin(&name);
     ctx.out
         .log(format!(
             "Streaming results from {name:?} to {:?}...",
