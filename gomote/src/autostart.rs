@@ -2,10 +2,17 @@
 //! [`connect_or_start`] starts `gomoted` when nobody answers (unless
 //! `GOMOTE_NO_AUTOSTART=1`), detached in its own process group with its
 //! output appended to `<data dir>/gomoted.log`, then waits up to
-//! [`START_TIMEOUT`] for the socket to answer. Concurrent starts are safe:
-//! the daemon takes a lock, so losers exit and everyone reaches the winner.
+//! [`START_TIMEOUT`] for the socket to answer.
+//!
+//! Concurrent first commands start one daemon: every start (and every
+//! restart, see [`crate::lifecycle`]) runs under [`StartLock`], a CLI-side
+//! flock on `<data>/gomote-start.lock`, and re-probes the socket once it
+//! holds it, so a gomote that waited finds the winner's daemon instead of
+//! spawning its own. The daemon's own flock (`<data>/gomoted.lock`) stays
+//! the real single-instance guard for daemons started any other way: a
+//! spawned daemon that loses it exits, and we keep waiting for the socket.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,9 +20,18 @@ use std::time::{Duration, Instant};
 
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::{ConnectOptions, GenericFilePath, ToFsName as _};
+use nix::fcntl::{Flock, FlockArg};
 
-/// How long a freshly started daemon gets to answer.
-pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a freshly started daemon gets to answer. Generous: it opens
+/// its database and embedded coordinator first, on possibly busy machines.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a gomote waits for another gomote's start or restart to finish
+/// (that one may itself wait [`START_TIMEOUT`] plus a stop).
+const START_LOCK_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// How often the socket and locks are polled.
+const POLL: Duration = Duration::from_millis(50);
 
 /// The daemon could not be reached or started (exit code `DAEMON`).
 #[derive(Debug)]
@@ -29,6 +45,21 @@ impl std::fmt::Display for DaemonUnavailable {
 
 impl std::error::Error for DaemonUnavailable {}
 
+/// Whether `GOMOTE_NO_AUTOSTART=1` forbids starting (and restarting) gomoted.
+pub fn autostart_allowed() -> bool {
+    !std::env::var("GOMOTE_NO_AUTOSTART").is_ok_and(|v| v == "1")
+}
+
+/// The daemon's single-instance lock file (pid and version inside).
+pub fn lock_path() -> PathBuf {
+    gomote_shared::paths::data_dir().join("gomoted.lock")
+}
+
+/// The log an autostarted daemon appends to.
+pub fn log_path() -> PathBuf {
+    gomote_shared::paths::data_dir().join("gomoted.log")
+}
+
 /// Dials the socket once.
 pub async fn connect(socket: &Path) -> io::Result<Stream> {
     let name = socket.to_fs_name::<GenericFilePath>()?;
@@ -36,11 +67,15 @@ pub async fn connect(socket: &Path) -> io::Result<Stream> {
 }
 
 /// Whether a failed dial means "no daemon there" (so starting one helps).
-fn nobody_home(e: &io::Error) -> bool {
+pub fn nobody_home(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
     )
+}
+
+fn unreachable(socket: &Path, e: &io::Error) -> DaemonUnavailable {
+    DaemonUnavailable(format!("cannot reach gomoted at {}: {e}", socket.display()))
 }
 
 /// Dials the socket, starting the daemon if nobody answers.
@@ -50,18 +85,96 @@ pub async fn connect_or_start(socket: &Path) -> Result<Stream, DaemonUnavailable
         Err(e) => e,
     };
     if !nobody_home(&first) {
+        return Err(unreachable(socket, &first));
+    }
+    if !autostart_allowed() {
         return Err(DaemonUnavailable(format!(
-            "cannot reach gomoted at {}: {first}",
+            "gomoted is not running at {} ({first}) and GOMOTE_NO_AUTOSTART=1; start it with `gomote daemon start`",
             socket.display()
         )));
     }
-    if std::env::var("GOMOTE_NO_AUTOSTART").is_ok_and(|v| v == "1") {
-        return Err(DaemonUnavailable(format!(
-            "gomoted is not running at {} ({first}) and GOMOTE_NO_AUTOSTART=1",
-            socket.display()
-        )));
+    let _lock = StartLock::acquire().await?;
+    start_locked(socket).await
+}
+
+/// The CLI-side start lock, held while probing, stopping and starting.
+#[derive(Debug)]
+pub struct StartLock {
+    _file: Flock<File>,
+}
+
+impl StartLock {
+    /// Waits (polling, so the wait is bounded) for the start lock.
+    pub async fn acquire() -> Result<StartLock, DaemonUnavailable> {
+        let path = gomote_shared::paths::data_dir().join("gomote-start.lock");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DaemonUnavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let deadline = Instant::now() + START_LOCK_TIMEOUT;
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| DaemonUnavailable(format!("cannot open {}: {e}", path.display())))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(f) => return Ok(StartLock { _file: f }),
+                Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {}
+                Err((_, errno)) => {
+                    return Err(DaemonUnavailable(format!(
+                        "cannot lock {}: {errno}",
+                        path.display()
+                    )));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(DaemonUnavailable(format!(
+                    "another gomote has been starting gomoted for {}s (lock {}); see {}",
+                    START_LOCK_TIMEOUT.as_secs(),
+                    path.display(),
+                    log_path().display()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
-    let log = gomote_shared::paths::data_dir().join("gomoted.log");
+}
+
+/// Whether nobody holds the daemon's lock. Only call it under
+/// [`StartLock`]: the probe holds the lock for an instant, and a daemon
+/// started by another gomote in that instant would give up.
+pub fn daemon_lock_free() -> bool {
+    let Ok(file) = OpenOptions::new().read(true).open(lock_path()) else {
+        // No lock file: no daemon ever ran with this data directory.
+        return true;
+    };
+    Flock::lock(file, FlockArg::LockSharedNonblock).is_ok()
+}
+
+/// Whether a process with this pid exists.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
+}
+
+/// Under [`StartLock`]: connects to a daemon that answers (one started by
+/// systemd or launchd on first connection included), or spawns one and
+/// waits until it answers.
+pub async fn start_locked(socket: &Path) -> Result<Stream, DaemonUnavailable> {
+    // Someone may have started it while we waited for the lock.
+    match connect(socket).await {
+        Ok(s) => return Ok(s),
+        Err(e) if nobody_home(&e) => {}
+        Err(e) => return Err(unreachable(socket, &e)),
+    }
+    let log = log_path();
     let mut child = spawn(&log).map_err(|e| {
         DaemonUnavailable(format!(
             "cannot start gomoted: {e:#}; see {}",
@@ -74,18 +187,42 @@ pub async fn connect_or_start(socket: &Path) -> Result<Stream, DaemonUnavailable
             Ok(s) => return Ok(s),
             Err(e) => e,
         };
-        // A child that exited may have lost the start race to another
-        // daemon, so only the deadline ends the wait.
-        let _ = child.try_wait();
+        if let Ok(Some(status)) = child.try_wait() {
+            // It lost the lock to a daemon started some other way (by hand,
+            // by systemd): that one will answer, so keep waiting. Otherwise
+            // it failed, and waiting out the deadline would only hide why.
+            // (We hold the start lock, so probing the daemon lock is safe.)
+            if daemon_lock_free() {
+                return Err(DaemonUnavailable(format!(
+                    "gomoted exited ({status}) before answering{}; see {}",
+                    log_tail(&log),
+                    log.display()
+                )));
+            }
+        }
         if Instant::now() >= deadline {
             return Err(DaemonUnavailable(format!(
-                "gomoted did not start within {}s ({last}); see {}",
+                "gomoted did not start within {}s ({last}){}; see {}",
                 START_TIMEOUT.as_secs(),
+                log_tail(&log),
                 log.display()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(POLL).await;
     }
+}
+
+/// The log's last line, as `: <line>`, for error messages.
+fn log_tail(log: &Path) -> String {
+    std::fs::read_to_string(log)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| format!(": {}", l.trim()))
+        })
+        .unwrap_or_default()
 }
 
 /// `gomoted` next to this executable, else whatever PATH finds.
@@ -113,7 +250,13 @@ fn spawn(log: &Path) -> anyhow::Result<std::process::Child> {
     let mut cmd = std::process::Command::new(&program);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
+        .stderr(Stdio::from(err))
+        // A gomote run from a socket-activated service must not make the
+        // daemon think the variables are meant for it (they are not: the
+        // pid differs), nor pass them further down.
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_FDNAMES");
     // Its own process group: Ctrl-C in this terminal must not reach it.
     #[cfg(unix)]
     {

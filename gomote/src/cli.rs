@@ -33,7 +33,11 @@ may leave it out and then apply to every instance in the group.
 
 Environment: GOMOTE_GROUP (default group), GOROOT (what push sends),
 GOMOTED_SOCKET (the daemon's socket), GOMOTE_NO_AUTOSTART=1 (never start
-gomoted), GOMOTE_BUILDLET_PASSWORD (for TYPE@host:port targets).";
+gomoted), GOMOTE_BUILDLET_PASSWORD (for TYPE@host:port targets).
+
+Daemon: a gomoted older than this gomote is restarted before a command is
+sent (with GOMOTE_NO_AUTOSTART=1 a warning is printed instead); 'gomote
+daemon status|start|stop|restart|logs' manages it by hand.";
 
 /// The whole command line.
 #[derive(Debug, Parser)]
@@ -107,6 +111,41 @@ pub enum Cmd {
     /// Print a shell completion script.
     #[command(long_about = COMPLETION_LONG)]
     Completion(CompletionArgs),
+    /// Manage the gomoted daemon (status, start, stop, restart, logs).
+    #[command(subcommand_required = true, arg_required_else_help = true)]
+    Daemon(DaemonArgs),
+}
+
+/// `gomote daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The daemon command.
+    #[command(subcommand)]
+    pub sub: DaemonCmd,
+}
+
+/// `gomote daemon <sub>`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DaemonCmd {
+    /// Print the running daemon's version, pid, uptime, socket, sessions,
+    /// kept-alive instances and watches.
+    Status,
+    /// Start the daemon unless one is running.
+    Start,
+    /// Ask the daemon to shut down and wait until it is gone (running
+    /// commands are cancelled).
+    Stop,
+    /// Stop the daemon (if running) and start a new one.
+    Restart,
+    /// Print the daemon's log (<data dir>/gomoted.log).
+    Logs {
+        /// Keep printing what is appended, until interrupted.
+        #[arg(short = 'f', action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, value_name = "BOOL", hide_default_value = true)]
+        follow: bool,
+        /// Print only the last N lines (0: all).
+        #[arg(short = 'n', default_value = "0", value_parser = go_count, value_name = "N")]
+        lines: u32,
+    },
 }
 
 const CREATE_LONG: &str = "\

@@ -17,14 +17,17 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::autostart::{self, DaemonUnavailable};
+use crate::lifecycle;
 use crate::render::{Flow, Lines, Renderer};
 
-type Sender<B> = hyper::client::conn::http1::SendRequest<B>;
+/// An HTTP/1.1 connection to the daemon.
+pub type Sender<B> = hyper::client::conn::http1::SendRequest<B>;
 
 /// How long the cancel request may take before the CLI exits anyway.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(3);
 
-async fn handshake<B>(
+/// Starts HTTP/1.1 on a connected socket.
+pub async fn handshake<B>(
     stream: interprocess::local_socket::tokio::Stream,
 ) -> anyhow::Result<Sender<B>>
 where
@@ -42,7 +45,8 @@ where
     Ok(sender)
 }
 
-fn post<B>(path: &str, body: B) -> anyhow::Result<Request<B>> {
+/// A `POST` with the headers every request to the daemon carries.
+pub fn post<B>(path: &str, body: B) -> anyhow::Result<Request<B>> {
     Request::post(path)
         .header(header::HOST, api::HOST)
         .header(header::CONTENT_TYPE, "application/json")
@@ -58,15 +62,40 @@ pub async fn send<O: Write, E: Write>(
     req: &api::CommandRequest,
     r: &mut Renderer<O, E>,
 ) -> anyhow::Result<i32> {
-    let body = serde_json::to_vec(req).context("encoding the request")?;
-    let stream = autostart::connect_or_start(socket).await?;
-    let mut sender = handshake(stream).await.map_err(daemon_err)?;
-    let request = post("/v0/command", Full::new(Bytes::from(body)))?;
+    let body = Bytes::from(serde_json::to_vec(req).context("encoding the request")?);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let outcome = tokio::select! {
-        res = exchange(&mut sender, request, r) => Some(res),
-        _ = &mut ctrl_c => None,
+    let mut restarted = false;
+    let outcome = loop {
+        // Started if needed, and restarted first if older than us.
+        let mut sender = lifecycle::ready(socket).await?;
+        let request = post("/v0/command", Full::new(body.clone()))?;
+        let outcome = tokio::select! {
+            res = exchange(&mut sender, request, r) => Some(res),
+            _ = &mut ctrl_c => None,
+        };
+        match outcome {
+            // It refused the command unrun (a protocol it does not speak),
+            // so sending it again to a new daemon is safe; once only.
+            Some(Ok(Reply::Rejected {
+                daemon_version,
+                msg,
+            })) if !restarted
+                && autostart::autostart_allowed()
+                && lifecycle::is_older(&daemon_version, api::VERSION) =>
+            {
+                r.note(&format!("{msg}; restarting gomoted"));
+                lifecycle::restart(socket, false).await?;
+                restarted = true;
+            }
+            Some(Ok(Reply::Rejected { msg, .. })) => {
+                r.note(&msg);
+                break Some(Ok(api::exit::FAILURE));
+            }
+            Some(Ok(Reply::Exit(code))) => break Some(Ok(code)),
+            Some(Err(e)) => break Some(Err(e)),
+            None => break None,
+        }
     };
     match outcome {
         Some(res) => res,
@@ -87,25 +116,45 @@ pub async fn send<O: Write, E: Write>(
     }
 }
 
-fn daemon_err(e: anyhow::Error) -> anyhow::Error {
-    DaemonUnavailable(format!("{e:#}")).into()
+/// How a command ended.
+enum Reply {
+    /// The daemon ran it (or died running it): exit with this code.
+    Exit(i32),
+    /// The daemon refused it before running it because of version skew.
+    Rejected {
+        /// The daemon's version header.
+        daemon_version: String,
+        /// Its message.
+        msg: String,
+    },
 }
 
 async fn exchange<O: Write, E: Write>(
     sender: &mut Sender<Full<Bytes>>,
     request: Request<Full<Bytes>>,
     r: &mut Renderer<O, E>,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<Reply> {
     let resp = sender
         .send_request(request)
         .await
         .map_err(|e| DaemonUnavailable(format!("sending the command to gomoted: {e}")))?;
-    warn_if_older(resp.headers(), r);
+    let daemon_version = resp
+        .headers()
+        .get(api::HEADER_DAEMON_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let status = resp.status();
     let mut body = resp.into_body();
     if status != StatusCode::OK {
         let bytes = collect(&mut body).await;
         let msg = match serde_json::from_slice::<api::ApiError>(&bytes) {
+            Ok(e) if e.kind == api::ErrorKind::VersionMismatch => {
+                return Ok(Reply::Rejected {
+                    daemon_version,
+                    msg: e.error,
+                });
+            }
             Ok(e) => e.error,
             Err(_) => format!(
                 "gomoted answered {status}: {}",
@@ -113,7 +162,7 @@ async fn exchange<O: Write, E: Write>(
             ),
         };
         r.note(&msg);
-        return Ok(api::exit::FAILURE);
+        return Ok(Reply::Exit(api::exit::FAILURE));
     }
     let mut lines = Lines::default();
     loop {
@@ -127,17 +176,19 @@ async fn exchange<O: Write, E: Write>(
         };
         for line in lines.push(&chunk) {
             if let Flow::Exit(code) = handle(&line, r)? {
-                return Ok(code);
+                return Ok(Reply::Exit(code));
             }
         }
     }
     if let Some(line) = lines.rest()
         && let Flow::Exit(code) = handle(&line, r)?
     {
-        return Ok(code);
+        return Ok(Reply::Exit(code));
     }
-    r.note("the daemon died while the command was running");
-    Ok(api::exit::DAEMON_DIED)
+    r.note(
+        "the daemon died while the command was running; the next gomote command starts a new one",
+    );
+    Ok(Reply::Exit(api::exit::DAEMON_DIED))
 }
 
 fn handle<O: Write, E: Write>(line: &[u8], r: &mut Renderer<O, E>) -> anyhow::Result<Flow> {
@@ -158,36 +209,6 @@ async fn collect(body: &mut Incoming) -> Vec<u8> {
         }
     }
     out
-}
-
-/// Warns (once per invocation) when the daemon is older than this CLI.
-fn warn_if_older<O: Write, E: Write>(headers: &http::HeaderMap, r: &mut Renderer<O, E>) {
-    let Some(theirs) = headers
-        .get(api::HEADER_DAEMON_VERSION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return;
-    };
-    if is_older(theirs, api::VERSION) {
-        r.note(&format!(
-            "warning: the running gomoted is version {theirs}, older than this gomote ({}); stop it to have a new one started",
-            api::VERSION
-        ));
-    }
-}
-
-/// Compares release numbers (`1.2.3`, ignoring `-pre` and `+build`).
-pub fn is_older(theirs: &str, ours: &str) -> bool {
-    fn nums(v: &str) -> Vec<u64> {
-        let core = v.trim().trim_start_matches('v');
-        let core = core.split(['-', '+']).next().unwrap_or("");
-        core.split('.').map(|p| p.parse().unwrap_or(0)).collect()
-    }
-    let (mut a, mut b) = (nums(theirs), nums(ours));
-    let n = a.len().max(b.len());
-    a.resize(n, 0);
-    b.resize(n, 0);
-    a < b
 }
 
 async fn cancel(socket: &Path, id: &str) -> anyhow::Result<()> {
@@ -230,20 +251,4 @@ pub async fn query_lines(socket: &Path, req: &api::CommandRequest) -> anyhow::Re
         .filter(|l| !l.is_empty())
         .map(String::from)
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_older;
-
-    #[test]
-    fn versions_compare_as_releases() {
-        assert!(is_older("0.1.0", "0.2.0"));
-        assert!(is_older("0.9.9", "0.10.0"));
-        assert!(is_older("1.2", "1.2.1"));
-        assert!(!is_older("0.2.0", "0.2.0"));
-        assert!(!is_older("0.2.0-dev", "0.2.0"));
-        assert!(!is_older("0.3.0", "0.2.9"));
-        assert!(!is_older("v0.2.0+abc", "0.2.0"));
-    }
 }

@@ -2,13 +2,16 @@
 //! them with clap ([`cli`]), builds one local-API request ([`request`]),
 //! sends it to `gomoted` (started on demand, [`autostart`]) and prints the
 //! streamed reply ([`client`], [`render`]). Shell completion lives in
-//! [`complete`]. All command logic is the daemon's.
+//! [`complete`]; version skew and `gomote daemon ...` in [`lifecycle`] and
+//! [`daemon_cmd`]. All command logic is the daemon's.
 
 mod autostart;
 mod cli;
 mod client;
 mod complete;
+mod daemon_cmd;
 mod goflags;
+mod lifecycle;
 mod render;
 mod request;
 
@@ -108,6 +111,14 @@ fn run() -> anyhow::Result<i32> {
         Ok(Action::Unimplemented(name)) => {
             eprintln!("# gomote {name} is not implemented yet");
             return Ok(api::exit::FAILURE);
+        }
+        Ok(Action::Daemon(sub)) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let socket = gomote_shared::paths::socket();
+            return rt.block_on(daemon_cmd::run(sub, &socket));
         }
         Err(e) => return Ok(usage_error(&[e.cmd], &e.msg)),
     };

@@ -67,6 +67,8 @@ pub enum Action {
     Completion(String),
     /// A command the daemon cannot do yet.
     Unimplemented(&'static str),
+    /// `gomote daemon ...`: handled by the CLI itself.
+    Daemon(crate::cli::DaemonCmd),
 }
 
 /// A usage error found after clap parsed (Go reports these as flag errors).
@@ -191,6 +193,7 @@ pub fn build(cli: Cli, env: &Env) -> Result<Action, UsageError> {
         Cmd::Rdp(_) => return Ok(Action::Unimplemented("rdp")),
         Cmd::Repro(_) => return Ok(Action::Unimplemented("repro")),
         Cmd::Completion(c) => return Ok(Action::Completion(c.shell)),
+        Cmd::Daemon(d) => return Ok(Action::Daemon(d.sub)),
     };
     Ok(Action::Send(
         Box::new(api::CommandRequest {
