@@ -470,3 +470,70 @@ pub fn goroot_copy() -> Option<PathBuf> {
     })
     .clone()
 }
+
+/// Daemon life-cycle helpers: where this environment's daemon keeps its
+/// lock and log, which `gomoted` processes belong to it, and how to start
+/// one directly (for socket activation).
+impl GomoteEnv {
+    /// The daemon's lock file (`<data>/gomoted.lock`: pid and version).
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.path().join("data/gomote/gomoted.lock")
+    }
+
+    /// The pid in the lock file, if that process is alive.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        let s = std::fs::read_to_string(self.lock_path()).ok()?;
+        let pid = s.split_whitespace().next()?.parse::<i32>().ok()?;
+        pid_alive(pid).then_some(pid)
+    }
+
+    /// The environment `cmd` gives `gomote` (and so the daemon it starts).
+    pub fn env_vars(&self) -> Vec<(&'static str, PathBuf)> {
+        let d = self.dir.path();
+        vec![
+            ("XDG_RUNTIME_DIR", d.join("run")),
+            ("XDG_DATA_HOME", d.join("data")),
+            ("XDG_CONFIG_HOME", d.join("config")),
+            ("HOME", d.join("home")),
+            ("TMPDIR", d.join("tmp")),
+            ("GOMOTED_LOG", PathBuf::from("warn")),
+        ]
+    }
+
+    /// Live `gomoted` processes whose environment is this one's.
+    pub fn gomoted_pids(&self) -> Vec<i32> {
+        let needle = format!("XDG_DATA_HOME={}", self.dir.path().join("data").display());
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut pids = Vec::new();
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() != "gomoted" || !pid_alive(pid) {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if environ.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// A `gomote` child with this environment and piped output.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Child> {
+        let mut c = self.cmd(args)?;
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Ok(c.spawn()?)
+    }
+}

@@ -7,4 +7,5 @@
 mod buildlet_client;
 mod buildlet_http;
 mod coordinator;
+mod daemon_lifecycle;
 mod gomote_cli;
