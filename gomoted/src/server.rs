@@ -85,7 +85,7 @@ async fn guard(req: Request, next: Next) -> Response {
 
 async fn status(AxState(d): AxState<Arc<Daemon>>) -> Response {
     let s = api::Status {
-        version: api::VERSION.into(),
+        version: reported_version().into(),
         proto: api::PROTO,
         pid: std::process::id(),
         uptime_secs: d.started.elapsed().as_secs(),

@@ -39,7 +39,9 @@ fn time(env: &GomoteEnv, args: &[&str], n: usize) -> Result<Vec<Duration>> {
 }
 
 fn main() -> Result<()> {
-    let env = GomoteEnv::new("heartbeat_interval_secs = 10\n")?;
+    // Build (or check) the binaries before anything is timed.
+    gomote_tests::bin("gomote")?;
+    let env = GomoteEnv::new("")?;
     let builder = format!(
         "{}-{}",
         gomote_shared::platform::goos(),
