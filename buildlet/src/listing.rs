@@ -3,7 +3,7 @@
 //! `gomote push` parses by tab position.
 
 use std::fs::Metadata;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +16,6 @@ use gomote_shared::{filemode, relpath, safefs};
 use http::{Method, StatusCode};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use sha1::{Digest, Sha1};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -151,7 +150,7 @@ pub fn line(
         out.extend_from_slice(format!("\t{}\t{}", md.len(), rfc3339_utc(md.mtime())).as_bytes());
         if digest {
             out.push(b'\t');
-            out.extend_from_slice(sha1_file(abs)?.as_bytes());
+            out.extend_from_slice(gomote_shared::digest::sha1_file(abs)?.as_bytes());
         }
     } else if md.is_dir() {
         out.push(b'/');
@@ -174,21 +173,6 @@ pub fn rfc3339_utc(secs: i64) -> String {
         t.minute(),
         t.second()
     )
-}
-
-/// Lowercase hex SHA-1 of a file's contents.
-pub fn sha1_file(p: &Path) -> io::Result<String> {
-    let mut f = std::fs::File::open(p)?;
-    let mut h = Sha1::new();
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 #[cfg(test)]

@@ -6,16 +6,15 @@
 //! Instances that need the same files share one upload.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use gomote_shared::gofmt::quote_list;
-use sha1::{Digest, Sha1};
 
-use crate::cmd::{CmdResult, Ctx, Failure, usage};
+use crate::cmd::{CmdResult, Ctx, Failure};
 use crate::resolve;
 use crate::target::Inst;
 use crate::transfer::Payload;
@@ -96,20 +95,6 @@ fn editor_backup(rel: &str) -> bool {
         || base.starts_with(".#")
 }
 
-fn sha1_file(p: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(p)?;
-    let mut h = Sha1::new();
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 /// Walks GOROOT as Go's push does.
 fn walk_local(root: &Path) -> Result<LocalTree, String> {
     let mut entries = BTreeMap::new();
@@ -155,7 +140,7 @@ fn walk_local(root: &Path) -> Result<LocalTree, String> {
             }
             let sha1 = if md.is_file() {
                 Some(
-                    sha1_file(&e.path())
+                    gomote_shared::digest::sha1_file(&e.path())
                         .map_err(|err| format!("hashing {}: {err}", e.path().display()))?,
                 )
             } else {
@@ -350,19 +335,7 @@ fn plan(tree: &LocalTree, remote_lines: &[String], verbose: bool, logs: &mut Vec
 /// `gomote push [instance]`.
 pub async fn push_cmd(ctx: &Ctx, args: Vec<String>, dry_run: bool, verbose: bool) -> CmdResult {
     goroot(ctx)?;
-    let (targets, _) = resolve::one_or_group(
-        ctx,
-        &args,
-        "name an instance, or use a group (-group or GOMOTE_GROUP)",
-    )
-    .await
-    .map_err(|e| {
-        if e.starts_with("name an") {
-            usage(e)
-        } else {
-            e.into()
-        }
-    })?;
+    let (targets, _) = resolve::one_or_group(ctx, &args).await?;
     push_to(ctx, &targets, dry_run, verbose).await
 }
 
@@ -503,6 +476,7 @@ pub async fn push_to(ctx: &Ctx, targets: &[Inst], dry_run: bool, verbose: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha1::{Digest, Sha1};
 
     fn tree(files: &[(&str, &str)], gitignore: &str) -> (tempfile::TempDir, LocalTree) {
         let d = tempfile::tempdir().unwrap();

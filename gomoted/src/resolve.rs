@@ -176,18 +176,20 @@ pub async fn named(ctx: &Ctx, arg: &str) -> Result<Inst, String> {
 }
 
 /// Targets for commands where exactly one positional means that instance
-/// and anything else means the group (push, destroy, gettar, ping).
+/// and anything else means the group (push, destroy, gettar, ping); with
+/// neither, a usage failure.
 pub async fn one_or_group(
     ctx: &Ctx,
     args: &[String],
-    usage: &str,
-) -> Result<(Vec<Inst>, Option<Group>), String> {
+) -> Result<(Vec<Inst>, Option<Group>), crate::cmd::Failure> {
     let g = active(ctx).await?;
     if args.len() == 1 {
         return Ok((vec![named(ctx, &args[0]).await?], g));
     }
     match g {
         Some(g) => Ok((members(ctx, &g).await?, Some(g))),
-        None => Err(usage.to_string()),
+        None => Err(crate::cmd::usage(
+            "name an instance, or use a group (-group or GOMOTE_GROUP)",
+        )),
     }
 }

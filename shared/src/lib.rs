@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod buildlet_client;
+pub mod digest;
 pub mod filemode;
 pub mod gofmt;
 pub mod paths;

@@ -15,22 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use gomote_tests::Buildlet;
+use gomote_tests::timing::{median, ms, p90};
 
 const EXEC_REQ: &str = "POST /exec?cmd=/bin/true HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n";
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn p90(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() * 9 / 10]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
 
 /// Reads one chunked `/exec` response up to its trailer.
 fn read_exec_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {

@@ -12,16 +12,8 @@ use anyhow::{Result, bail};
 use futures_util::StreamExt;
 use gomote_shared::proto::gomote_service_client::GomoteServiceClient;
 use gomote_shared::proto::{CreateInstanceRequest, ExecuteCommandRequest, InstanceAliveRequest};
+use gomote_tests::timing::{median, ms};
 use gomote_tests::{Buildlet, Coordinator};
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
 
 fn direct(b: &Buildlet, n: usize) -> Result<Vec<Duration>> {
     let mut s = TcpStream::connect(&b.addr)?;

@@ -8,20 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use gomote_tests::GomoteEnv;
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn p90(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() * 9 / 10]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
+use gomote_tests::timing::{median, ms, p90};
 
 fn time(env: &GomoteEnv, args: &[&str], n: usize) -> Result<Vec<Duration>> {
     let mut v = Vec::with_capacity(n);
@@ -65,6 +52,54 @@ fn main() -> Result<()> {
         ms(median(&mut list)),
         ms(p90(&mut list))
     );
+    // Memory: the daemon (which embeds the coordinator) idle with one
+    // instance, then with ten; buildlets are their own processes.
+    let pid = std::fs::read_to_string(env.dir.path().join("data/gomote/gomoted.lock"))?
+        .split_whitespace()
+        .next()
+        .unwrap_or("0")
+        .to_string();
+    let rss = |pid: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("VmRSS:")
+                        .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+                })
+            })
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    println!("gomoted RSS, idle with 1 instance: {} KiB", rss(&pid));
+    let o = env.run(&["create", "-count=9", &builder])?;
+    if o.code != 0 {
+        bail!("create -count=9: {}", o.stderr);
+    }
+    for _ in 0..20 {
+        env.ok(&["list"])?;
+    }
+    println!("gomoted RSS, with 10 instances:    {} KiB", rss(&pid));
+    let buildlets: Vec<u64> = std::fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|e| {
+            let p = e.file_name().to_string_lossy().to_string();
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).to_string();
+            (cmd.starts_with(&format!(
+                "{}",
+                gomote_tests::bin("buildlet").ok()?.display()
+            )) && cmd.contains(&env.dir.path().display().to_string()))
+            .then(|| rss(&p))
+        })
+        .collect();
+    if !buildlets.is_empty() {
+        println!(
+            "buildlet RSS, mean of {}: {} KiB",
+            buildlets.len(),
+            buildlets.iter().sum::<u64>() / buildlets.len() as u64
+        );
+    }
     let rsh = Path::new("/tmp/gomote-anchor/rsh");
     if rsh.exists() {
         let mut ssh = Vec::new();

@@ -537,3 +537,25 @@ impl GomoteEnv {
         Ok(c.spawn()?)
     }
 }
+
+/// Summaries of timing samples for the benchmarks.
+pub mod timing {
+    use std::time::Duration;
+
+    /// The median (sorts the samples).
+    pub fn median(v: &mut [Duration]) -> Duration {
+        v.sort();
+        v[v.len() / 2]
+    }
+
+    /// The 90th percentile (sorts the samples).
+    pub fn p90(v: &mut [Duration]) -> Duration {
+        v.sort();
+        v[v.len() * 9 / 10]
+    }
+
+    /// Milliseconds with three decimals.
+    pub fn ms(d: Duration) -> String {
+        format!("{:.3} ms", d.as_secs_f64() * 1e3)
+    }
+}

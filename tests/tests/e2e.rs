@@ -9,3 +9,4 @@ mod buildlet_http;
 mod coordinator;
 mod daemon_lifecycle;
 mod gomote_cli;
+mod seed;

@@ -9,24 +9,21 @@ use crate::target::{Inst, rpc_text};
 
 /// `gomote destroy [instance]`.
 pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdResult {
-    let (targets, group) = match resolve::one_or_group(ctx, &args, "").await {
-        Ok(v) => v,
-        Err(e) if e.is_empty() => {
-            let live = resolve::live(ctx).await.unwrap_or_default();
-            let hint = if live.is_empty() {
-                "you have no live instances".to_string()
-            } else {
-                format!(
-                    "possible instances: {}",
-                    live.into_iter().collect::<Vec<_>>().join(", ")
-                )
-            };
-            return Err(usage(format!(
-                "name an instance, or use a group (-group or GOMOTE_GROUP); {hint}"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    if args.len() != 1 && resolve::active(ctx).await?.is_none() {
+        let live = resolve::live(ctx).await.unwrap_or_default();
+        let hint = if live.is_empty() {
+            "you have no live instances".to_string()
+        } else {
+            format!(
+                "possible instances: {}",
+                live.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        };
+        return Err(usage(format!(
+            "name an instance, or use a group (-group or GOMOTE_GROUP); {hint}"
+        )));
+    }
+    let (targets, group) = resolve::one_or_group(ctx, &args).await?;
     let mut destroyed = Vec::new();
     for t in &targets {
         ctx.out.log(format!("Destroying {}", t.name())).await;
@@ -83,19 +80,7 @@ pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdRe
 
 /// `gomote ping [instance]`: exits 1 if any instance did not answer.
 pub async fn ping(ctx: &Ctx, args: Vec<String>) -> CmdResult {
-    let (targets, _) = resolve::one_or_group(
-        ctx,
-        &args,
-        "name an instance, or use a group (-group or GOMOTE_GROUP)",
-    )
-    .await
-    .map_err(|e| {
-        if e.starts_with("name an") {
-            usage(e)
-        } else {
-            e.into()
-        }
-    })?;
+    let (targets, _) = resolve::one_or_group(ctx, &args).await?;
     let mut failed = 0;
     for t in &targets {
         match t.ping().await {

@@ -270,19 +270,7 @@ pub async fn download(t: &Inst, dir: &str, dest: &Path) -> Result<u64, String> {
 
 /// `gomote gettar [instance]`.
 pub async fn gettar(ctx: &Ctx, args: Vec<String>, dir: String) -> CmdResult {
-    let (targets, _) = resolve::one_or_group(
-        ctx,
-        &args,
-        "name an instance, or use a group (-group or GOMOTE_GROUP)",
-    )
-    .await
-    .map_err(|e| {
-        if e.starts_with("name an") {
-            usage(e)
-        } else {
-            e.into()
-        }
-    })?;
+    let (targets, _) = resolve::one_or_group(ctx, &args).await?;
     let results = futures_util::future::join_all(targets.iter().map(|t| async {
         let file = format!("{}.tar.gz", t.name());
         ctx.out
