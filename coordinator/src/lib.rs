@@ -227,7 +227,7 @@ async fn reaper(c: Arc<Coordinator>, cancel: CancellationToken) {
             let rec = inst.record();
             tracing::info!(id = %rec.id, "instance expired; destroying");
             c.table.remove(&rec.id);
-            c.pool.stop(&rec.buildlet, Some(&inst.client)).await;
+            c.pool.stop(&rec.buildlet).await;
         }
     }
 }
@@ -345,7 +345,7 @@ impl Coordinator {
             Ok(c) => c,
             Err(e) => {
                 self.table.release(&name);
-                self.pool.stop(&started, None).await;
+                self.pool.stop(&started).await;
                 let _ = tx.send(Err(fail(e.to_string()))).await;
                 return;
             }
@@ -354,7 +354,7 @@ impl Coordinator {
             Ok(w) => w,
             Err(e) => {
                 self.table.release(&name);
-                self.pool.stop(&started, Some(&client)).await;
+                self.pool.stop(&started).await;
                 let _ = tx
                     .send(Err(Status::internal(format!(
                         "unable to get the work directory: {e}"

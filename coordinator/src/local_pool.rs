@@ -259,7 +259,7 @@ impl LocalPool {
             match client.status().await {
                 Ok(_) => return Ok(started),
                 Err(e) if tokio::time::Instant::now() > deadline => {
-                    self.stop(&started, None).await;
+                    self.stop(&started).await;
                     return Err(err("buildlet never answered /status", &e));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -267,18 +267,17 @@ impl LocalPool {
         }
     }
 
-    /// Halts a buildlet, makes sure its process group is gone, and removes
-    /// its directory.
-    pub async fn stop(&self, s: &Started, client: Option<&BuildletClient>) {
-        if let Some(c) = client {
-            let _ = c.halt().await;
-        }
+    /// Stops a buildlet and everything it started, and removes its
+    /// directory. The pool owns the process, so SIGTERM (on which the
+    /// buildlet kills its commands and exits at once) replaces Go's `/halt`,
+    /// which answers and then waits a second before exiting.
+    pub async fn stop(&self, s: &Started) {
         use nix::sys::signal::{Signal, killpg};
         use nix::unistd::Pid;
-        // /halt exits about a second later; do not wait on a stuck one.
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        let _ = killpg(Pid::from_raw(s.pid), Signal::SIGTERM);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while pid_alive(s.pid) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let _ = killpg(Pid::from_raw(s.pid), Signal::SIGKILL);
         let dir = s.dir.clone();

@@ -132,10 +132,7 @@ impl GomoteService for Service {
             .table
             .remove(gid)
             .ok_or_else(|| Status::internal("instance vanished while being destroyed"))?;
-        self.c
-            .pool
-            .stop(&inst.record().buildlet, Some(&inst.client))
-            .await;
+        self.c.pool.stop(&inst.record().buildlet).await;
         Ok(Response::new(DestroyInstanceResponse {}))
     }
 
