@@ -147,6 +147,14 @@ impl KeepAlive {
         wanted
     }
 
+    /// Whether the daemon means to keep `id` alive now (for `list`).
+    pub fn intends(&self, id: &str, grouped: bool) -> bool {
+        let i = self.lock();
+        grouped
+            || i.active.contains_key(id)
+            || i.used.get(id).is_some_and(|t| t.elapsed() < self.idle)
+    }
+
     /// Instances kept alive as of the last pass.
     pub fn kept(&self) -> BTreeSet<String> {
         self.lock().kept.clone()

@@ -75,11 +75,14 @@ fn seed_sequence() {
     );
     let list = env.ok(&["list"]).unwrap();
     let re = regex::Regex::new(&format!(
-        r"^{name}\t{}\t\S+\texpires in (\d+m)?[\d.]+s\n$",
+        r"^{name}\t{}\t\S+\texpires in (\d+m)?[\d.]+s\tkept alive by gomoted\n$",
         builder()
     ))
     .unwrap();
-    assert!(re.is_match(&list), "list line: {list:?}");
+    assert!(
+        re.is_match(&list),
+        "list line (just used, so kept alive): {list:?}"
+    );
     let o = env.run(&["ping", &name]).unwrap();
     assert_eq!(o.code, 0);
     assert!(

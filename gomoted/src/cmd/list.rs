@@ -84,10 +84,10 @@ pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
-    let kept = ctx.sessions.keepalive.kept();
     let mut rows = Vec::new();
     for i in insts {
-        let kept_alive = kept.contains(&i.gomote_id);
+        let in_group = groups_of.contains_key(&i.gomote_id);
+        let kept_alive = ctx.sessions.keepalive.intends(&i.gomote_id, in_group);
         let groups = groups_of.remove(&i.gomote_id).unwrap_or_default();
         let left = i128::from(i.expires) * 1_000_000_000 - now;
         if json {
