@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
+use gomote_shared::digest::DigestCache;
 use gomote_shared::{filemode, relpath, safefs};
 use http::{Method, StatusCode};
 use http_body::Frame;
@@ -51,7 +52,7 @@ pub async fn ls(State(app): State<Arc<App>>, req: Request) -> Response {
     }
     let opts = Opts {
         recursive: parse_bool(&form.value("recursive")),
-        digest: parse_bool(&form.value("digest")),
+        digests: parse_bool(&form.value("digest")).then(|| app.digests.clone()),
         skip: form.values("skip"),
     };
     let base = wd.join(&rel);
@@ -75,7 +76,9 @@ pub async fn ls(State(app): State<Arc<App>>, req: Request) -> Response {
 
 struct Opts {
     recursive: bool,
-    digest: bool,
+    /// Set when digests were asked for: remembered across requests, so a
+    /// push that lists an unchanged tree hashes nothing.
+    digests: Option<Arc<DigestCache>>,
     skip: Vec<String>,
 }
 
@@ -104,7 +107,7 @@ fn list(
         if md.is_dir() && opts.skip.iter().any(|s| s == rel) {
             return Ok(Next::SkipDir);
         }
-        line(&mut buf, rel, abs, md, opts.digest)?;
+        line(&mut buf, rel, abs, md, opts.digests.as_deref())?;
         if buf.len() >= CHUNK {
             flush(&mut buf, &mut first)?;
         }
@@ -140,7 +143,7 @@ pub fn line(
     rel: &str,
     abs: &Path,
     md: &Metadata,
-    digest: bool,
+    digests: Option<&DigestCache>,
 ) -> io::Result<()> {
     let mode = filemode::from_unix(md.mode());
     out.extend_from_slice(filemode::to_string(mode).as_bytes());
@@ -148,9 +151,9 @@ pub fn line(
     out.extend_from_slice(rel.as_bytes());
     if md.is_file() {
         out.extend_from_slice(format!("\t{}\t{}", md.len(), rfc3339_utc(md.mtime())).as_bytes());
-        if digest {
+        if let Some(cache) = digests {
             out.push(b'\t');
-            out.extend_from_slice(gomote_shared::digest::sha1_file(abs)?.as_bytes());
+            out.extend_from_slice(cache.sha1(abs, md)?.as_bytes());
         }
     } else if md.is_dir() {
         out.push(b'/');

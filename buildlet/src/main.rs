@@ -149,6 +149,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         halt: halt_tx,
         http,
         allow_firewall: args.allow_firewall,
+        digests: Arc::default(),
     });
     let router = routes::router(app.clone());
     let mut term = signal(SignalKind::terminate())?;

@@ -35,6 +35,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// Whether `GO_DISABLE_OUTBOUND_NETWORK=true` may install iptables rules.
     pub allow_firewall: bool,
+    /// File digests remembered between `/ls` requests.
+    pub digests: Arc<gomote_shared::digest::DigestCache>,
 }
 
 /// The state type handlers receive.

@@ -14,6 +14,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use gomote_shared::gofmt::quote_list;
 
+use gomote_shared::digest::DigestCache;
+
 use crate::cmd::{CmdResult, Ctx, Failure};
 use crate::resolve;
 use crate::target::Inst;
@@ -96,7 +98,7 @@ fn editor_backup(rel: &str) -> bool {
 }
 
 /// Walks GOROOT as Go's push does.
-fn walk_local(root: &Path) -> Result<LocalTree, String> {
+fn walk_local(root: &Path, digests: &DigestCache) -> Result<LocalTree, String> {
     let mut entries = BTreeMap::new();
     let mut ignores = Vec::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];
@@ -140,7 +142,8 @@ fn walk_local(root: &Path) -> Result<LocalTree, String> {
             }
             let sha1 = if md.is_file() {
                 Some(
-                    gomote_shared::digest::sha1_file(&e.path())
+                    digests
+                        .sha1(&e.path(), &md)
                         .map_err(|err| format!("hashing {}: {err}", e.path().display()))?,
                 )
             } else {
@@ -357,7 +360,8 @@ pub async fn push_to(ctx: &Ctx, targets: &[Inst], dry_run: bool, verbose: bool) 
     let start = std::time::Instant::now();
     let tree = {
         let r = root.clone();
-        tokio::task::spawn_blocking(move || walk_local(&r))
+        let digests = ctx.sessions.digests.clone();
+        tokio::task::spawn_blocking(move || walk_local(&r, &digests))
             .await
             .map_err(|e| e.to_string())??
     };
@@ -486,7 +490,7 @@ mod tests {
             std::fs::write(abs, body).unwrap();
         }
         std::fs::write(d.path().join(".gitignore"), gitignore).unwrap();
-        let t = walk_local(d.path()).unwrap();
+        let t = walk_local(d.path(), &DigestCache::default()).unwrap();
         (d, t)
     }
 

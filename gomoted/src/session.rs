@@ -52,6 +52,8 @@ pub struct Sessions {
     remote: Mutex<HashMap<String, Arc<Session>>>,
     /// Which instances to keep alive, and why gone ones went.
     pub keepalive: Arc<KeepAlive>,
+    /// Digests of local files, so pushing an unchanged tree hashes nothing.
+    pub digests: Arc<gomote_shared::digest::DigestCache>,
 }
 
 const EMBEDDED: &str = "embedded";
@@ -65,6 +67,7 @@ impl Sessions {
         ));
         Sessions {
             keepalive,
+            digests: Arc::default(),
             state,
             config,
             data,
