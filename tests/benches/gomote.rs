@@ -29,8 +29,14 @@ fn main() -> Result<()> {
     // Build (or check) the binaries before anything is timed.
     gomote_tests::bin("gomote")?;
     // Room for the ten instances of the memory figure (the built-in pool holds 8).
-    let host = format!("host-{}-{}-local", gomote_shared::platform::goos(), gomote_shared::platform::goarch());
-    let env = GomoteEnv::new(&format!("[[coordinator.host_types]]\nname = \"{host}\"\ncapacity = 16\n"))?;
+    let host = format!(
+        "host-{}-{}-local",
+        gomote_shared::platform::goos(),
+        gomote_shared::platform::goarch()
+    );
+    let env = GomoteEnv::new(&format!(
+        "[[coordinator.host_types]]\nname = \"{host}\"\ncapacity = 16\n"
+    ))?;
     let builder = format!(
         "{}-{}",
         gomote_shared::platform::goos(),
