@@ -247,6 +247,17 @@ fn build_tgz(tree: &LocalTree, files: &[String], version: Option<&str>) -> Resul
     Ok(v)
 }
 
+/// The execute bits (0o111) of a Go `FileMode.String()` like `-rwxr-xr-x`.
+fn exec_bits(mode: &str) -> u32 {
+    let perms: Vec<char> = mode.chars().rev().take(9).collect();
+    // Reversed: index 0 is other-x, 3 is group-x, 6 is owner-x.
+    [(0usize, 0o001u32), (3, 0o010), (6, 0o100)]
+        .iter()
+        .filter(|(i, _)| perms.get(*i) == Some(&'x'))
+        .map(|(_, b)| b)
+        .sum()
+}
+
 /// What one instance needs.
 struct Plan {
     delete: Vec<String>,
@@ -256,7 +267,9 @@ struct Plan {
 }
 
 fn plan(tree: &LocalTree, remote_lines: &[String], verbose: bool, logs: &mut Vec<String>) -> Plan {
+    // Remote digest and the execute bits of its Go mode string.
     let mut remote: HashMap<String, String> = HashMap::new();
+    let mut remote_exec: HashMap<String, u32> = HashMap::new();
     for l in remote_lines {
         let f: Vec<&str> = l.split('\t').collect();
         let Some(name) = f.get(1) else { continue };
@@ -267,6 +280,9 @@ fn plan(tree: &LocalTree, remote_lines: &[String], verbose: bool, logs: &mut Vec
             continue;
         }
         remote.insert(key.to_string(), f.get(4).unwrap_or(&"").to_string());
+        if let Some(mode) = f.first() {
+            remote_exec.insert(key.to_string(), exec_bits(mode));
+        }
     }
     let mut delete = BTreeSet::new();
     for key in remote.keys() {
@@ -316,6 +332,19 @@ fn plan(tree: &LocalTree, remote_lines: &[String], verbose: bool, logs: &mut Vec
                 changed += 1;
                 if verbose {
                     logs.push(format!("Remote's {rel} digest is {r:?}; want {local:?}"));
+                }
+                send.push(rel.clone());
+            }
+            // Same bytes but `chmod +x` (or -x) locally: send it again.
+            // Only the execute bits count; the remote umask may well strip
+            // group and other write bits, which must not resend forever.
+            Some(_) if remote_exec.get(rel).is_some_and(|x| *x != e.mode & 0o111) => {
+                changed += 1;
+                if verbose {
+                    logs.push(format!(
+                        "Remote's {rel} mode differs; want {:o}",
+                        e.mode & 0o777
+                    ));
                 }
                 send.push(rel.clone());
             }
@@ -556,6 +585,42 @@ mod tests {
         // The tree's own .gitignore is an ordinary file and goes too.
         assert_eq!(p.send, vec![".gitignore", "VERSION", "src/new.go"]);
         assert_eq!((p.missing, p.changed), (3, 0));
+    }
+
+    #[test]
+    fn mode_only_changes_are_sent() {
+        let (d, _) = tree(&[("run.sh", "x"), ("doc.txt", "y")], "");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            d.path().join("run.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            d.path().join("doc.txt"),
+            std::fs::Permissions::from_mode(0o664),
+        )
+        .unwrap();
+        let t = walk_local(d.path(), &DigestCache::default()).unwrap();
+        let sha = |b: &[u8]| hex::encode(Sha1::digest(b));
+        let gi = sha(b"");
+        let remote = vec![
+            format!(
+                "-rw-r--r--\tgo/run.sh\t1\t2024-01-01T00:00:00Z\t{}",
+                sha(b"x")
+            ),
+            // Group-writable locally, not remotely (umask): not a change.
+            format!(
+                "-rw-r--r--\tgo/doc.txt\t1\t2024-01-01T00:00:00Z\t{}",
+                sha(b"y")
+            ),
+            format!("-rw-r--r--\tgo/.gitignore\t0\t2024-01-01T00:00:00Z\t{gi}"),
+            "-rw-r--r--\tgo/VERSION\t1\t2024-01-01T00:00:00Z\tx".to_string(),
+        ];
+        let p = plan(&t, &remote, false, &mut vec![]);
+        assert_eq!(p.send, vec!["run.sh"]);
+        assert_eq!(exec_bits("-rwxr-x---"), 0o110);
+        assert_eq!(exec_bits("urwxr-xr-x"), 0o111);
     }
 
     #[test]
