@@ -61,21 +61,26 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The sandbox every local buildlet gets: the system read-only, its own
+/// /dev, /proc and /tmp. The probe uses the same, so it tests what runs.
+const SANDBOX: [&str; 9] = [
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+    "--tmpfs",
+    "/tmp",
+];
+
 /// Reports whether bubblewrap can actually create a sandbox here (it needs
 /// user namespaces or privileges some containers lack).
 fn bwrap_works(bwrap: &Path) -> bool {
     std::process::Command::new(bwrap)
-        .args([
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--",
-            "/bin/true",
-        ])
+        .args(SANDBOX)
+        .args(["--", "/bin/true"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -168,17 +173,7 @@ impl LocalPool {
         let mut args: Vec<std::ffi::OsString> = Vec::new();
         let program = match &self.bwrap {
             Some(bwrap) => {
-                for a in [
-                    "--ro-bind",
-                    "/",
-                    "/",
-                    "--dev",
-                    "/dev",
-                    "--proc",
-                    "/proc",
-                    "--tmpfs",
-                    "/tmp",
-                ] {
+                for a in SANDBOX {
                     args.push(a.into());
                 }
                 // The instance directory and the buildlet binary may live

@@ -33,6 +33,13 @@ impl Out {
         self.send(Event::Stdout { text: text.into() }).await;
     }
 
+    /// A value as pretty JSON on the CLI's stdout (the `-json` flags).
+    pub async fn json(&self, v: &impl serde::Serialize) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+        self.stdout(format!("{text}\n")).await;
+        Ok(())
+    }
+
     /// Raw bytes on the CLI's stdout.
     pub async fn output(&self, data: &[u8]) {
         self.send(Event::Output {

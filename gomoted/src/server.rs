@@ -15,6 +15,7 @@ use axum::extract::{Path as UrlPath, Request, State as AxState};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt as _;
 use gomote_shared::api::{self, ApiError, CommandRequest, ErrorKind, Event};
 use http::{HeaderValue, StatusCode, header};
 use interprocess::local_socket::tokio::prelude::*;
@@ -162,8 +163,6 @@ async fn command(AxState(d): AxState<Arc<Daemon>>, req: Request) -> Response {
     );
     r
 }
-
-use futures_util::StreamExt as _;
 
 async fn cancel(AxState(d): AxState<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> Response {
     if d.runs.cancel(&id) {

@@ -49,12 +49,7 @@ pub async fn create(
     if list || args.is_empty() {
         let b = builders(ctx).await?;
         if json {
-            ctx.out
-                .stdout(format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&b).map_err(|e| e.to_string())?
-                ))
-                .await;
+            ctx.out.json(&b).await?;
         } else {
             let mut s = String::new();
             for x in &b {

@@ -94,12 +94,7 @@ pub async fn group(ctx: &Ctx, sub: &str, args: Vec<String>, json: bool) -> CmdRe
                         instances: &g.members,
                     })
                     .collect();
-                ctx.out
-                    .stdout(format!(
-                        "{}\n",
-                        serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
-                    ))
-                    .await;
+                ctx.out.json(&v).await?;
                 return Ok(0);
             }
             let mut s = String::from("Name\tInstances\t\n");

@@ -124,12 +124,7 @@ pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
         }
     }
     if json {
-        ctx.out
-            .stdout(format!(
-                "{}\n",
-                serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
-            ))
-            .await;
+        ctx.out.json(&rows).await?;
     }
     Ok(0)
 }
