@@ -157,6 +157,23 @@ pub fn line(
         }
     } else if md.is_dir() {
         out.push(b'/');
+    } else if md.file_type().is_symlink()
+        && digests.is_some()
+        && let Ok(target) = std::fs::read_link(abs)
+    {
+        // Beyond Go: with digests, a symlink gets the SHA-1 of its target
+        // text, so a push can tell an unchanged link from a changed one.
+        use std::os::unix::ffi::OsStrExt;
+        let t = target.as_os_str().as_bytes();
+        out.extend_from_slice(
+            format!(
+                "\t{}\t{}\t{}",
+                t.len(),
+                rfc3339_utc(md.mtime()),
+                gomote_shared::digest::sha1_bytes(t)
+            )
+            .as_bytes(),
+        );
     }
     out.push(b'\n');
     Ok(())

@@ -276,6 +276,13 @@ pub struct PushArgs {
     /// Print one line per file sent or deleted.
     #[arg(short = 'v', action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, value_name = "BOOL", hide_default_value = true)]
     pub verbose: bool,
+    /// Push now, then keep pushing each file as it is saved (the daemon
+    /// watches $GOROOT); a later plain push just waits for it to catch up.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, value_name = "BOOL", hide_default_value = true, conflicts_with = "unwatch")]
+    pub watch: bool,
+    /// Stop pushing saved files to the instance (or group).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, value_name = "BOOL", hide_default_value = true)]
+    pub unwatch: bool,
     /// The instance (optional with a group).
     #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(complete::instances))]
     pub args: Vec<String>,

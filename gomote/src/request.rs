@@ -118,6 +118,8 @@ pub fn build(cli: Cli, env: &Env) -> Result<Action, UsageError> {
                 args: c.args,
                 dry_run: c.dry_run,
                 verbose: c.verbose,
+                watch: c.watch,
+                unwatch: c.unwatch,
             },
             Stdin::None,
         ),

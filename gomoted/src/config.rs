@@ -19,6 +19,9 @@ pub struct Config {
     pub keepalive_idle_secs: Option<u64>,
     /// Seconds between keep-alive pings.
     pub keepalive_interval_secs: Option<u64>,
+    /// Watch GOROOTs by scanning every this many seconds instead of with
+    /// inotify (for file systems without change notification).
+    pub watch_poll_secs: Option<u64>,
 }
 
 impl Config {

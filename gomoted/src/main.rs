@@ -7,7 +7,9 @@ mod activation;
 mod cmd;
 mod config;
 mod keepalive;
+mod localtree;
 mod lock;
+mod manifest;
 mod out;
 mod push;
 mod resolve;
@@ -16,6 +18,7 @@ mod session;
 mod state;
 mod target;
 mod transfer;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

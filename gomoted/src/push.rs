@@ -1,23 +1,31 @@
 //! `push`: sync the local GOROOT into each instance's `go/` (gomote-cli.md
-//! section 3): list the remote tree with digests, walk the local one with
-//! Go's exclusions and .gitignore rules (read in-process, never through a
-//! `git` subprocess), delete what is gone, upload one .tar.gz of what is
-//! new or changed, and make sure `go1.4` holds the bootstrap toolchain.
-//! Instances that need the same files share one upload.
+//! section 3). Compares the local tree (digests from the local manifest) with
+//! each instance's remote manifest (listed with digests when it cannot be
+//! trusted), deletes what is gone, and streams what is new or changed as a
+//! pipeline of .tar.gz parts: packing one part while earlier ones upload
+//! and unpack. Instances needing the same files share each upload, and
+//! `go1.4` gets the bootstrap toolchain.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use gomote_shared::api::Event;
+use gomote_shared::digest::Stamp;
 use gomote_shared::gofmt::quote_list;
+use sha1::{Digest, Sha1};
+use tokio::sync::OwnedMutexGuard;
 
-use gomote_shared::digest::DigestCache;
-
-use crate::cmd::{CmdResult, Ctx, Failure};
-use crate::resolve;
+use crate::localtree::{self, Ignores, Kind, LocalTree};
+use crate::manifest::{LocalManifest, Remote, RemoteEntry, RemoteKind, RemoteSlot, Remotes};
+use crate::out::Out;
 use crate::target::Inst;
 use crate::transfer::Payload;
 
@@ -45,143 +53,47 @@ const REMOTE_SKIP: [&str; 7] = [
     "tmp",
 ];
 
-/// One local entry.
-#[derive(Debug, Clone)]
-struct Local {
-    /// Unix mode bits.
-    mode: u32,
-    /// SHA-1 for regular files.
-    sha1: Option<String>,
-    /// Whether it is a directory.
-    dir: bool,
+/// How many parts are in flight (uploading or unpacking) at once.
+const IN_FLIGHT: usize = 3;
+
+/// Progress is reported only for pushes that take longer than this.
+const QUIET_FOR: Duration = Duration::from_secs(1);
+
+/// The daemon's push state: manifests on both sides.
+#[derive(Debug, Default)]
+pub struct Pusher {
+    /// Local digests.
+    pub local: Arc<LocalManifest>,
+    /// Remote manifests.
+    pub remotes: Remotes,
 }
 
-/// The local tree and its ignore rules.
-struct LocalTree {
-    root: PathBuf,
-    entries: BTreeMap<String, Local>,
-    ignores: Vec<(String, ignore::gitignore::Gitignore)>,
+/// How a push goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PushOpts {
+    /// Say what would happen; read and compress nothing.
+    pub dry_run: bool,
+    /// One line per file.
+    pub verbose: bool,
+    /// List each remote tree even if its manifest is trusted.
+    pub verify: bool,
 }
 
-impl LocalTree {
-    /// Reports whether a relative path is ignored by some .gitignore.
-    fn ignored(&self, rel: &str, dir: bool) -> bool {
-        let mut verdict = false;
-        for (base, gi) in &self.ignores {
-            let sub = if base.is_empty() {
-                rel
-            } else if let Some(s) = rel
-                .strip_prefix(base.as_str())
-                .and_then(|s| s.strip_prefix('/'))
-            {
-                s
-            } else {
-                continue;
-            };
-            match gi.matched_path_or_any_parents(sub, dir) {
-                ignore::Match::Ignore(_) => verdict = true,
-                ignore::Match::Whitelist(_) => verdict = false,
-                ignore::Match::None => {}
-            }
-        }
-        verdict
-    }
-}
-
-fn editor_backup(rel: &str) -> bool {
-    let base = rel.rsplit('/').next().unwrap_or(rel);
-    (base.starts_with('.') && base.ends_with(".swp"))
-        || rel.ends_with('~')
-        || rel.ends_with('#')
-        || base.starts_with('#')
-        || base.starts_with(".#")
-}
-
-/// Walks GOROOT as Go's push does.
-fn walk_local(root: &Path, digests: &DigestCache) -> Result<LocalTree, String> {
-    let mut entries = BTreeMap::new();
-    let mut ignores = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    let exclude = root.join(".git/info/exclude");
-    if exclude.is_file() {
-        let (gi, _) = ignore::gitignore::Gitignore::new(&exclude);
-        ignores.push((String::new(), gi));
-    }
-    while let Some((dir, rel)) = stack.pop() {
-        let gitignore = dir.join(".gitignore");
-        if gitignore.is_file() {
-            let (gi, _) = ignore::gitignore::Gitignore::new(&gitignore);
-            ignores.push((rel.clone(), gi));
-        }
-        let rd = std::fs::read_dir(&dir).map_err(|e| {
-            format!(
-                "error enumerating local GOROOT files: {}: {e}",
-                dir.display()
-            )
-        })?;
-        for e in rd {
-            let e = e.map_err(|e| format!("error enumerating local GOROOT files: {e}"))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let md = std::fs::symlink_metadata(e.path())
-                .map_err(|e| format!("error enumerating local GOROOT files: {e}"))?;
-            if rel.is_empty()
-                && (name == ".git" || (md.is_dir() && (name == "pkg" || name == "bin")))
-            {
-                continue;
-            }
-            if md.is_dir() {
-                stack.push((e.path(), r.clone()));
-            }
-            if editor_backup(&r) {
-                continue;
-            }
-            let sha1 = if md.is_file() {
-                Some(
-                    digests
-                        .sha1(&e.path(), &md)
-                        .map_err(|err| format!("hashing {}: {err}", e.path().display()))?,
-                )
-            } else {
-                None
-            };
-            entries.insert(
-                r,
-                Local {
-                    mode: md.mode(),
-                    sha1,
-                    dir: md.is_dir(),
-                },
-            );
-        }
-    }
-    // Outer rules first, so deeper .gitignore files can override them.
-    ignores.sort_by_key(|(base, _)| base.matches('/').count() + usize::from(!base.is_empty()));
-    let mut t = LocalTree {
-        root: root.to_path_buf(),
-        entries,
-        ignores,
-    };
-    let ignored: Vec<String> = t
-        .entries
-        .iter()
-        .filter(|(k, v)| t.ignored(k, v.dir))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in ignored {
-        t.entries.remove(&k);
-    }
-    Ok(t)
+/// What a push did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The ignore rules, when the whole tree was walked.
+    pub ignores: Option<Ignores>,
+    /// Files sent, over all instances.
+    pub sent: usize,
+    /// Remote paths deleted, over all instances.
+    pub deleted: usize,
 }
 
 /// `$GOROOT` of the request, else `go env GOROOT`.
-fn goroot(ctx: &Ctx) -> Result<PathBuf, String> {
-    if let Some(g) = ctx.req.goroot.clone().filter(|g| !g.as_os_str().is_empty()) {
-        return Ok(g);
+pub fn goroot(env: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(g) = env.filter(|g| !g.as_os_str().is_empty()) {
+        return Ok(g.to_path_buf());
     }
     let out = std::process::Command::new("go")
         .args(["env", "GOROOT"])
@@ -192,6 +104,12 @@ fn goroot(ctx: &Ctx) -> Result<PathBuf, String> {
         return Err("Failed to get $GOROOT from environment or go env".into());
     }
     Ok(PathBuf::from(s))
+}
+
+/// GOROOT made canonical, with a clear error.
+pub fn canonical_root(root: &Path) -> Result<PathBuf, String> {
+    root.canonicalize()
+        .map_err(|e| format!("GOROOT {}: {e}", root.display()))
 }
 
 /// A .tar.gz holding one file (the fake VERSION, puttar's VERSION).
@@ -219,297 +137,823 @@ fn fake_version(root: &Path) -> Result<String, String> {
     Ok(format!("go1.{}-devel_gomote", n.as_str()))
 }
 
-/// Builds the .tar.gz of `files` (relative to GOROOT), plus a fake VERSION.
-fn build_tgz(tree: &LocalTree, files: &[String], version: Option<&str>) -> Result<Vec<u8>, String> {
-    let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
-    for rel in files {
-        if rel == "VERSION"
-            && let Some(v) = version
-            && !tree.entries.contains_key("VERSION")
-        {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(v.len() as u64);
-            h.set_mode(0o644);
-            h.set_path("VERSION").map_err(|e| e.to_string())?;
-            h.set_cksum();
-            b.append(&h, v.as_bytes()).map_err(|e| e.to_string())?;
-            continue;
-        }
-        let abs = tree.root.join(rel);
-        let md =
-            std::fs::symlink_metadata(&abs).map_err(|e| format!("error reading {rel}: {e}"))?;
-        gomote_shared::tarpack::append_path(&mut b, rel, &abs, &md)
-            .map_err(|e| format!("error copying contents of {rel}: {e}"))?;
-    }
-    let gz = b.into_inner().map_err(|e| e.to_string())?;
-    let mut v = gz.finish().map_err(|e| e.to_string())?;
-    v.flush().map_err(|e| e.to_string())?;
-    Ok(v)
+/// One thing to send.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Item {
+    File(String),
+    Symlink(String, PathBuf),
+    FakeVersion,
 }
 
-/// The execute bits (0o111) of a Go `FileMode.String()` like `-rwxr-xr-x`.
-fn exec_bits(mode: &str) -> u32 {
-    let perms: Vec<char> = mode.chars().rev().take(9).collect();
-    // Reversed: index 0 is other-x, 3 is group-x, 6 is owner-x.
-    [(0usize, 0o001u32), (3, 0o010), (6, 0o100)]
-        .iter()
-        .filter(|(i, _)| perms.get(*i) == Some(&'x'))
-        .map(|(_, b)| b)
-        .sum()
+impl Item {
+    fn name(&self) -> &str {
+        match self {
+            Item::File(r) | Item::Symlink(r, _) => r,
+            Item::FakeVersion => "VERSION",
+        }
+    }
 }
 
 /// What one instance needs.
+#[derive(Debug, Default)]
 struct Plan {
+    /// `go/...` paths to remove (tops only).
     delete: Vec<String>,
-    send: Vec<String>,
+    send: Vec<Item>,
     missing: usize,
     changed: usize,
+    /// Dry-run only: changed on disk since last hashed, contents unknown.
+    unverified: usize,
 }
 
-fn plan(tree: &LocalTree, remote_lines: &[String], verbose: bool, logs: &mut Vec<String>) -> Plan {
-    // Remote digest and the execute bits of its Go mode string.
-    let mut remote: HashMap<String, String> = HashMap::new();
-    let mut remote_exec: HashMap<String, u32> = HashMap::new();
-    for l in remote_lines {
-        let f: Vec<&str> = l.split('\t').collect();
-        let Some(name) = f.get(1) else { continue };
-        let Some(key) = name.strip_prefix("go/") else {
-            continue;
-        };
-        if key.is_empty() {
-            continue;
-        }
-        remote.insert(key.to_string(), f.get(4).unwrap_or(&"").to_string());
-        if let Some(mode) = f.first() {
-            remote_exec.insert(key.to_string(), exec_bits(mode));
-        }
-    }
-    let mut delete = BTreeSet::new();
-    for key in remote.keys() {
-        let is_dir = key.ends_with('/');
-        let k = key.trim_end_matches('/');
-        if k == "VERSION" || DIST_GENERATED.contains(&k) || tree.ignored(k, is_dir) {
-            continue;
-        }
-        if !tree.entries.contains_key(k) {
-            delete.insert(k.to_string());
-        }
-    }
-    // Removing a directory removes its contents: keep only the tops.
-    let tops: Vec<String> = delete
-        .iter()
-        .filter(|d| {
-            !delete.iter().any(|p| {
-                d.len() > p.len() && d.starts_with(p.as_str()) && d.as_bytes()[p.len()] == b'/'
-            })
+fn in_scope(rel: &str, scope: Option<&[String]>) -> bool {
+    scope.is_none_or(|tops| {
+        tops.iter().any(|t| {
+            rel == t
+                || (rel.len() > t.len()
+                    && rel.starts_with(t.as_str())
+                    && rel.as_bytes()[t.len()] == b'/')
         })
-        .map(|d| format!("go/{d}"))
-        .collect();
-    let (mut missing, mut changed) = (0, 0);
-    let mut send = Vec::new();
-    for (rel, e) in &tree.entries {
-        if e.dir || DIST_GENERATED.contains(&rel.as_str()) || rel == "VERSION.cache" {
+    })
+}
+
+/// Keeps only the paths no other path in the set contains.
+fn tops(paths: BTreeSet<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in paths {
+        // Sorted order puts a directory right before its contents.
+        if let Some(last) = out.last()
+            && p.len() > last.len()
+            && p.starts_with(last.as_str())
+            && p.as_bytes()[last.len()] == b'/'
+        {
             continue;
         }
-        let Some(local) = &e.sha1 else {
-            if verbose {
-                logs.push(format!(
-                    "Ignoring local non-regular, non-directory file {rel}: {:o}",
-                    e.mode
-                ));
-            }
+        out.push(p);
+    }
+    out
+}
+
+fn protected(rel: &str) -> bool {
+    rel == "VERSION" || DIST_GENERATED.contains(&rel)
+}
+
+fn plan(
+    tree: &LocalTree,
+    remote: &HashMap<String, RemoteEntry>,
+    scope: Option<&[String]>,
+    verbose: bool,
+    logs: &mut Vec<String>,
+) -> Plan {
+    let mut p = Plan::default();
+    let mut delete = BTreeSet::new();
+    for (key, r) in remote {
+        if !in_scope(key, scope)
+            || protected(key)
+            || tree.ignores.ignored(key, r.kind == RemoteKind::Dir)
+        {
             continue;
+        }
+        let kind_differs = |l: &localtree::Entry| match (&l.kind, r.kind) {
+            (Kind::Dir, RemoteKind::Dir) => false,
+            (Kind::Dir, _) | (_, RemoteKind::Dir) => true,
+            (Kind::File, k) => k != RemoteKind::File,
+            (Kind::Symlink(_), k) => k != RemoteKind::Symlink,
+            (Kind::Unpushable(_), _) => false,
         };
-        match remote.get(rel) {
+        match tree.entries.get(key) {
             None => {
-                missing += 1;
-                if verbose {
-                    logs.push(format!("Remote doesn't have {rel:?}"));
-                }
-                send.push(rel.clone());
+                delete.insert(key.clone());
             }
-            Some(r) if r != local => {
-                changed += 1;
-                if verbose {
-                    logs.push(format!("Remote's {rel} digest is {r:?}; want {local:?}"));
-                }
-                send.push(rel.clone());
-            }
-            // Same bytes but `chmod +x` (or -x) locally: send it again.
-            // Only the execute bits count; the remote umask may well strip
-            // group and other write bits, which must not resend forever.
-            Some(_) if remote_exec.get(rel).is_some_and(|x| *x != e.mode & 0o111) => {
-                changed += 1;
-                if verbose {
-                    logs.push(format!(
-                        "Remote's {rel} mode differs; want {:o}",
-                        e.mode & 0o777
-                    ));
-                }
-                send.push(rel.clone());
+            Some(l) if kind_differs(l) => {
+                delete.insert(key.clone());
             }
             Some(_) => {}
         }
     }
-    if !tree.entries.contains_key("VERSION") && !remote.contains_key("VERSION") {
-        logs.push("Remote lacks a VERSION file; sending a fake one".into());
-        send.push("VERSION".into());
-    }
-    send.sort();
-    Plan {
-        delete: tops,
-        send,
-        missing,
-        changed,
-    }
-}
-
-/// `gomote push [instance]`.
-pub async fn push_cmd(ctx: &Ctx, args: Vec<String>, dry_run: bool, verbose: bool) -> CmdResult {
-    goroot(ctx)?;
-    let (targets, _) = resolve::one_or_group(ctx, &args).await?;
-    push_to(ctx, &targets, dry_run, verbose).await
-}
-
-/// Pushes GOROOT to every target.
-pub async fn push_to(ctx: &Ctx, targets: &[Inst], dry_run: bool, verbose: bool) -> CmdResult {
-    let root = goroot(ctx)?;
-    let root = root
-        .canonicalize()
-        .map_err(|e| format!("GOROOT {}: {e}", root.display()))?;
-    for t in targets {
-        ctx.out
-            .log(format!(
-                "Pushing GOROOT {:?} to {:?}...",
-                root.display().to_string(),
-                t.name()
-            ))
-            .await;
-    }
-    let start = std::time::Instant::now();
-    let tree = {
-        let r = root.clone();
-        let digests = ctx.sessions.digests.clone();
-        tokio::task::spawn_blocking(move || walk_local(&r, &digests))
-            .await
-            .map_err(|e| e.to_string())??
+    p.delete = tops(delete.clone())
+        .into_iter()
+        .map(|d| format!("go/{d}"))
+        .collect();
+    let gone = |rel: &str| {
+        delete.contains(rel)
+            || rel
+                .match_indices('/')
+                .any(|(i, _)| delete.contains(&rel[..i]))
     };
-    let listings = futures_util::future::join_all(targets.iter().map(|t| async move {
-        let skip: Vec<String> = REMOTE_SKIP.iter().map(|s| s.to_string()).collect();
-        t.ls(".", true, true, &skip).await.map_err(|e| {
-            format!(
-                "error listing buildlet's existing files on {}: {e}",
-                t.name()
-            )
-        })
-    }))
-    .await;
-    let mut plans = Vec::new();
-    for (t, l) in targets.iter().zip(listings) {
-        let mut logs = Vec::new();
-        let p = plan(&tree, &l?, verbose, &mut logs);
-        for line in logs {
-            ctx.out.log(format!("{}: {line}", t.name())).await;
-        }
-        plans.push(p);
-    }
-    let version = fake_version(&root).ok();
-    // One archive per distinct set of files: a group in step shares one.
-    let mut payloads: HashMap<Vec<String>, std::sync::Arc<Payload>> = HashMap::new();
-    let mut results = Vec::new();
-    for (t, p) in targets.iter().zip(&plans) {
-        let summary = format!(
-            "{}: {} to send ({} new, {} changed), {} to delete",
-            t.name(),
-            p.send.len(),
-            p.missing,
-            p.changed,
-            p.delete.len()
-        );
-        ctx.out.log(summary).await;
-        if dry_run {
-            if !p.delete.is_empty() {
-                ctx.out
-                    .log(format!(
-                        "(Dry-run) Would have deleted remote files: {}",
-                        quote_list(&p.delete)
-                    ))
-                    .await;
-            }
+    for (rel, e) in &tree.entries {
+        if !in_scope(rel, scope) || DIST_GENERATED.contains(&rel.as_str()) || rel == "VERSION.cache"
+        {
             continue;
         }
-        let payload = if p.send.is_empty() {
-            None
-        } else if let Some(pl) = payloads.get(&p.send) {
-            Some(pl.clone())
-        } else {
-            let data = {
-                let tree_files = p.send.clone();
-                let v = version.clone();
-                let r = tree.root.clone();
-                let entries = tree.entries.clone();
-                tokio::task::spawn_blocking(move || {
-                    let t = LocalTree {
-                        root: r,
-                        entries,
-                        ignores: Vec::new(),
-                    };
-                    build_tgz(&t, &tree_files, v.as_deref())
-                })
-                .await
-                .map_err(|e| e.to_string())??
-            };
-            ctx.out
-                .log(format!(
-                    "Uploading {} new/changed files; {} byte .tar.gz",
-                    p.send.len(),
-                    data.len()
-                ))
-                .await;
-            let pl = std::sync::Arc::new(Payload::bytes(data, "go.tar.gz"));
-            payloads.insert(p.send.clone(), pl.clone());
-            Some(pl)
+        let r = remote.get(rel).filter(|_| !gone(rel));
+        let item = match &e.kind {
+            Kind::Dir => continue,
+            Kind::Unpushable(why) => {
+                if verbose {
+                    logs.push(format!("Not pushing {rel}: {why}"));
+                }
+                continue;
+            }
+            Kind::File => Item::File(rel.clone()),
+            Kind::Symlink(t) => Item::Symlink(rel.clone(), t.clone()),
         };
-        results.push((t, p.delete.clone(), payload));
-    }
-    if dry_run {
-        ctx.out.log("(Dry-run mode; not doing anything.").await;
-        return Ok(0);
-    }
-    let outcomes =
-        futures_util::future::join_all(results.into_iter().map(|(t, del, payload)| async move {
-            if !del.is_empty() {
-                t.remove(&del).await.map_err(|e| {
-                    format!(
-                        "failed to delete remote unwanted files on {}: {e}",
-                        t.name()
-                    )
-                })?;
+        let Some(r) = r else {
+            p.missing += 1;
+            if verbose {
+                logs.push(format!("Remote doesn't have {rel:?}"));
             }
-            if let Some(pl) = payload {
-                t.put_tgz("go", &pl)
-                    .await
-                    .map_err(|e| format!("failed writing tarball to {}: {e}", t.name()))?;
+            p.send.push(item);
+            continue;
+        };
+        let local = match (&e.digest, &item) {
+            (Some(d), _) => d.clone(),
+            // Sizes differ: changed, no need to read it.
+            (None, Item::File(_)) if r.size != e.stamp.size() => String::new(),
+            (None, _) => {
+                // Only a dry run gets here: the contents were not read.
+                p.unverified += 1;
+                if verbose {
+                    logs.push(format!("{rel} changed on disk since it was last hashed"));
+                }
+                continue;
             }
-            t.add_bootstrap()
+        };
+        if r.digest != local {
+            p.changed += 1;
+            if verbose {
+                logs.push(format!(
+                    "Remote's {rel} digest is {:?}; want {local:?}",
+                    r.digest
+                ));
+            }
+            p.send.push(item);
+        } else if matches!(item, Item::File(_)) && r.exec != e.mode & 0o111 {
+            // Same bytes but `chmod +x` (or -x) locally. Only the execute
+            // bits count: the remote umask may strip write bits.
+            p.changed += 1;
+            if verbose {
+                logs.push(format!(
+                    "Remote's {rel} mode differs; want {:o}",
+                    e.mode & 0o777
+                ));
+            }
+            p.send.push(item);
+        }
+    }
+    if scope.is_none() && !tree.entries.contains_key("VERSION") && !remote.contains_key("VERSION") {
+        logs.push("Remote lacks a VERSION file; sending a fake one".into());
+        p.send.push(Item::FakeVersion);
+    }
+    p.send.sort_by(|a, b| a.name().cmp(b.name()));
+    p
+}
+
+/// Reads through, hashing what passes.
+struct Hashing<R> {
+    r: R,
+    h: Sha1,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.r.read(buf)?;
+        self.h.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// One part of the upload.
+#[derive(Debug, Default)]
+struct Part {
+    data: Vec<u8>,
+    /// What the part puts on the remote.
+    entries: Vec<(String, RemoteEntry)>,
+    /// Bytes of file contents in it.
+    bytes: u64,
+}
+
+struct Packer {
+    root: PathBuf,
+    local: Arc<LocalManifest>,
+    level: Compression,
+    part_bytes: u64,
+    version: Option<String>,
+}
+
+impl Packer {
+    fn builder(&self) -> tar::Builder<GzEncoder<Vec<u8>>> {
+        tar::Builder::new(GzEncoder::new(Vec::with_capacity(1 << 20), self.level))
+    }
+
+    /// Packs `items` into parts of about `part_bytes`, handing each over as
+    /// soon as it is complete. Digests of files read are recorded.
+    fn run(&self, items: &[Item], tx: &tokio::sync::mpsc::Sender<Result<Part, String>>) {
+        let mut b = self.builder();
+        let mut part = Part::default();
+        for it in items {
+            if let Err(e) = self.add(&mut b, &mut part, it) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            if part.bytes >= self.part_bytes {
+                let full = std::mem::replace(&mut b, self.builder());
+                if !self.finish(full, std::mem::take(&mut part), tx) {
+                    return;
+                }
+            }
+        }
+        if !part.entries.is_empty() {
+            self.finish(b, part, tx);
+        }
+    }
+
+    fn finish(
+        &self,
+        b: tar::Builder<GzEncoder<Vec<u8>>>,
+        mut part: Part,
+        tx: &tokio::sync::mpsc::Sender<Result<Part, String>>,
+    ) -> bool {
+        let r = b
+            .into_inner()
+            .and_then(|gz| gz.finish())
+            .map_err(|e| format!("compressing: {e}"))
+            .map(|data| {
+                part.data = data;
+                part
+            });
+        tx.blocking_send(r).is_ok()
+    }
+
+    fn add(
+        &self,
+        b: &mut tar::Builder<GzEncoder<Vec<u8>>>,
+        part: &mut Part,
+        it: &Item,
+    ) -> Result<(), String> {
+        let rel = it.name().to_string();
+        let err = |e: std::io::Error| format!("error copying contents of {rel}: {e}");
+        match it {
+            Item::FakeVersion => {
+                let v = self
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| "devel gomote".into());
+                let mut h = tar::Header::new_gnu();
+                h.set_size(v.len() as u64);
+                h.set_mode(0o644);
+                gomote_shared::tarpack::append_named(b, h, "VERSION", None, v.as_bytes())
+                    .map_err(err)?;
+                part.entries.push((
+                    rel.clone(),
+                    RemoteEntry {
+                        kind: RemoteKind::File,
+                        size: v.len() as u64,
+                        digest: gomote_shared::digest::sha1_bytes(v.as_bytes()),
+                        exec: 0,
+                    },
+                ));
+            }
+            Item::Symlink(_, target) => {
+                use std::os::unix::ffi::OsStrExt;
+                let abs = self.root.join(&rel);
+                let md = std::fs::symlink_metadata(&abs).map_err(err)?;
+                gomote_shared::tarpack::append_path(b, &rel, &abs, &md).map_err(err)?;
+                let t = target.as_os_str().as_bytes();
+                part.entries.push((
+                    rel.clone(),
+                    RemoteEntry {
+                        kind: RemoteKind::Symlink,
+                        size: t.len() as u64,
+                        digest: gomote_shared::digest::sha1_bytes(t),
+                        exec: 0,
+                    },
+                ));
+            }
+            Item::File(_) => {
+                let abs = self.root.join(&rel);
+                let f = match std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                    .open(&abs)
+                {
+                    Ok(f) => f,
+                    // Gone since the walk: the next push deletes it remotely.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(err(e)),
+                };
+                let md = f.metadata().map_err(err)?;
+                let len = md.len();
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+                // Exactly the header's size even if the file changes while
+                // it is read; a changed stamp keeps it out of the manifest.
+                let mut data = Hashing {
+                    r: (&f).take(len).chain(std::io::repeat(0)).take(len),
+                    h: Sha1::new(),
+                };
+                gomote_shared::tarpack::append_named(b, h, &rel, None, &mut data).map_err(err)?;
+                let digest = hex::encode(data.h.finalize());
+                let stamp = Stamp::of(&md);
+                if std::fs::symlink_metadata(&abs).is_ok_and(|m| Stamp::of(&m) == stamp) {
+                    self.local.record(&abs, stamp, &digest);
+                }
+                use std::os::unix::fs::PermissionsExt;
+                part.bytes += len;
+                part.entries.push((
+                    rel.clone(),
+                    RemoteEntry {
+                        kind: RemoteKind::File,
+                        size: len,
+                        digest,
+                        exec: md.permissions().mode() & 0o111,
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hashes, on every core, the files whose digest is unknown but needed:
+/// those an instance has with the same size.
+fn hash_needed(
+    tree: &mut LocalTree,
+    remotes: &[&HashMap<String, RemoteEntry>],
+    local: &LocalManifest,
+) {
+    let need: Vec<String> = tree
+        .entries
+        .iter()
+        .filter(|(rel, e)| {
+            e.kind == Kind::File
+                && e.digest.is_none()
+                && remotes.iter().any(|r| {
+                    r.get(*rel)
+                        .is_some_and(|x| x.kind == RemoteKind::File && x.size == e.stamp.size())
+                })
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    if need.is_empty() {
+        return;
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let root = tree.root.clone();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Vec<(String, String)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(rel) = need.get(i) else { break };
+                        let abs = root.join(rel);
+                        if let Ok(md) = std::fs::symlink_metadata(&abs)
+                            && let Ok(d) = local.hash(&abs, &md)
+                        {
+                            out.push((rel.clone(), d));
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    for (rel, d) in results.into_iter().flatten() {
+        if let Some(e) = tree.entries.get_mut(&rel) {
+            e.digest = Some(d);
+        }
+    }
+}
+
+/// An instance locked for a push.
+struct Locked<'a> {
+    inst: &'a Inst,
+    slot: Arc<RemoteSlot>,
+    m: OwnedMutexGuard<Remote>,
+    generation: u64,
+    trusted: bool,
+}
+
+/// Pushes GOROOT (`root`, canonical) to every target. With `dirty`, only
+/// those paths (relative to `root`) are looked at, for instances whose
+/// manifests are trusted; the others get a whole-tree push.
+pub async fn push(
+    p: &Arc<Pusher>,
+    out: &Out,
+    root: &Path,
+    targets: &[Inst],
+    dirty: Option<(&[String], &Ignores)>,
+    opts: PushOpts,
+) -> Result<Outcome, String> {
+    let start = Instant::now();
+    // Lock in a fixed order so overlapping pushes cannot deadlock.
+    let mut order: Vec<&Inst> = targets.iter().collect();
+    order.sort_by_key(|t| t.key());
+    order.dedup_by_key(|t| t.key());
+    let mut locked = Vec::new();
+    for inst in order {
+        let slot = p.remotes.slot(&inst.key());
+        let m = slot.manifest.clone().lock_owned().await;
+        let generation = slot.generation();
+        let trusted =
+            !opts.verify && m.verified_at == Some(generation) && m.root.as_deref() == Some(root);
+        locked.push(Locked {
+            inst,
+            slot,
+            m,
+            generation,
+            trusted,
+        });
+    }
+    let all_trusted = locked.iter().all(|l| l.trusted);
+    let scope: Option<Vec<String>> = dirty.filter(|_| all_trusted).map(|(d, _)| d.to_vec());
+    let mut tree = {
+        let r = root.to_path_buf();
+        let local = p.local.clone();
+        let d = dirty.map(|(d, i)| (d.to_vec(), i.clone()));
+        let whole = scope.is_none();
+        tokio::task::spawn_blocking(move || match d {
+            Some((paths, ignores)) if !whole => localtree::walk_paths(&r, &paths, &ignores, &local),
+            _ => localtree::walk(&r, &local),
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    };
+    if scope.is_none() {
+        warn_unpushable(out, &tree, opts.verbose).await;
+    }
+    // The remote side: listed where the manifest is not trusted.
+    let listings =
+        futures_util::future::join_all(locked.iter().filter(|l| !l.trusted).map(|l| async move {
+            let skip: Vec<String> = REMOTE_SKIP.iter().map(|s| s.to_string()).collect();
+            l.inst
+                .ls(".", true, true, &skip)
                 .await
-                .map_err(|e| format!("installing the bootstrap toolchain on {}: {e}", t.name()))?;
-            Ok::<(), String>(())
+                .map(|lines| crate::manifest::parse_listing(&lines))
+                .map_err(|e| {
+                    format!(
+                        "error listing buildlet's existing files on {}: {e}",
+                        l.inst.name()
+                    )
+                })
         }))
         .await;
-    for o in outcomes {
-        o.map_err(Failure::from)?;
+    let mut listings = listings.into_iter();
+    for l in locked.iter_mut().filter(|l| !l.trusted) {
+        l.m.entries = listings.next().ok_or("listing missing")??;
+        l.m.verified_at = None;
+        l.m.bootstrapped = false;
     }
-    ctx.out
-        .log(format!("Pushed in {:.2}s", start.elapsed().as_secs_f64()))
+    if !opts.dry_run {
+        let remotes: Vec<&HashMap<String, RemoteEntry>> =
+            locked.iter().map(|l| &l.m.entries).collect();
+        // Hashing reads files; the manifest's digests are Arc-shared data, so
+        // run it on this thread's blocking budget.
+        tokio::task::block_in_place(|| hash_needed(&mut tree, &remotes, &p.local));
+    }
+    let mut plans = Vec::new();
+    for l in &locked {
+        let mut logs = Vec::new();
+        let pl = plan(
+            &tree,
+            &l.m.entries,
+            scope.as_deref(),
+            opts.verbose,
+            &mut logs,
+        );
+        for line in logs {
+            out.log(format!("{}: {line}", l.inst.name())).await;
+        }
+        let mut summary = format!(
+            "{}: {} to send ({} new, {} changed), {} to delete",
+            l.inst.name(),
+            pl.send.len(),
+            pl.missing,
+            pl.changed,
+            pl.delete.len()
+        );
+        if pl.unverified > 0 {
+            summary.push_str(&format!(
+                ", {} changed on disk (contents not read in a dry run)",
+                pl.unverified
+            ));
+        }
+        if scope.is_none() || !pl.send.is_empty() || !pl.delete.is_empty() {
+            out.log(summary).await;
+        }
+        plans.push(pl);
+    }
+    if opts.dry_run {
+        for (l, pl) in locked.iter().zip(&plans) {
+            if !pl.delete.is_empty() {
+                out.log(format!(
+                    "(Dry-run) Would have deleted remote files on {}: {}",
+                    l.inst.name(),
+                    quote_list(&pl.delete)
+                ))
+                .await;
+            }
+        }
+        out.log("(Dry-run mode; not doing anything.)").await;
+        return Ok(Outcome::default());
+    }
+    // Deletions first: a path may change from a file to a directory.
+    let deleted =
+        futures_util::future::join_all(locked.iter().zip(&plans).map(|(l, pl)| async move {
+            if pl.delete.is_empty() {
+                return Ok(());
+            }
+            l.inst.remove(&pl.delete).await.map_err(|e| {
+                format!(
+                    "failed to delete remote unwanted files on {}: {e}",
+                    l.inst.name()
+                )
+            })
+        }))
         .await;
-    Ok(0)
+    for d in deleted {
+        d?;
+    }
+    // One pipeline per distinct file set: a group in step shares each part.
+    let mut sets: HashMap<&Vec<Item>, Vec<usize>> = HashMap::new();
+    for (i, pl) in plans.iter().enumerate() {
+        if !pl.send.is_empty() {
+            sets.entry(&pl.send).or_default().push(i);
+        }
+    }
+    let version = fake_version(root).ok();
+    let progress = Progress::new(
+        out,
+        start,
+        plans
+            .iter()
+            .filter(|pl| !pl.send.is_empty())
+            .map(|pl| send_bytes(&tree, &pl.send))
+            .sum(),
+    );
+    let results = futures_util::future::join_all(sets.into_iter().map(|(items, who)| {
+        let insts: Vec<Inst> = who.iter().map(|&i| locked[i].inst.clone()).collect();
+        let packer = Packer {
+            root: root.to_path_buf(),
+            local: p.local.clone(),
+            level: if insts.iter().all(Inst::is_local) {
+                Compression::none()
+            } else {
+                Compression::fast()
+            },
+            part_bytes: if insts.iter().all(Inst::is_local) {
+                16 << 20
+            } else {
+                64 << 20
+            },
+            version: version.clone(),
+        };
+        let progress = &progress;
+        async move {
+            let r = send_set(out, packer, items.clone(), &insts, progress).await;
+            (who, r)
+        }
+    }))
+    .await;
+    let mut outcome = Outcome::default();
+    let mut failure = None;
+    let mut written: HashMap<usize, Vec<(String, RemoteEntry)>> = HashMap::new();
+    for (who, r) in results {
+        match r {
+            Ok(entries) => {
+                for i in who {
+                    written.insert(i, entries.clone());
+                }
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    progress.done().await;
+    // Manifests: what was deleted and written is now known to be there.
+    for (i, (l, pl)) in locked.iter_mut().zip(&plans).enumerate() {
+        let ok = failure.is_none() || written.contains_key(&i) || pl.send.is_empty();
+        if !ok {
+            l.m.verified_at = None;
+            continue;
+        }
+        let gone: Vec<&str> = pl
+            .delete
+            .iter()
+            .filter_map(|d| d.strip_prefix("go/"))
+            .collect();
+        l.m.entries.retain(|k, _| {
+            !gone
+                .iter()
+                .any(|g| k == g || (k.starts_with(g) && k.as_bytes().get(g.len()) == Some(&b'/')))
+        });
+        for (rel, e) in written.remove(&i).unwrap_or_default() {
+            l.m.entries.insert(rel, e);
+        }
+        outcome.sent += pl.send.len();
+        outcome.deleted += pl.delete.len();
+        l.m.root = Some(root.to_path_buf());
+        l.m.verified_at = Some(l.generation);
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    // The bootstrap toolchain, once per verified manifest.
+    let boots =
+        futures_util::future::join_all(locked.iter_mut().filter(|l| !l.m.bootstrapped).map(
+            |l| async move {
+                l.inst.add_bootstrap().await.map_err(|e| {
+                    format!(
+                        "installing the bootstrap toolchain on {}: {e}",
+                        l.inst.name()
+                    )
+                })?;
+                l.m.bootstrapped = true;
+                Ok::<(), String>(())
+            },
+        ))
+        .await;
+    for b in boots {
+        b?;
+    }
+    // Generation bumped while we pushed (a command ran): not trusted after all.
+    for l in &mut locked {
+        if l.slot.generation() != l.generation {
+            l.m.verified_at = None;
+        }
+    }
+    if scope.is_none() {
+        outcome.ignores = Some(tree.ignores.clone());
+        out.log(format!("Pushed in {:.2}s", start.elapsed().as_secs_f64()))
+            .await;
+    }
+    Ok(outcome)
+}
+
+fn send_bytes(tree: &LocalTree, items: &[Item]) -> u64 {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::File(r) => tree.entries.get(r).map_or(0, |e| e.stamp.size()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Says, once per push, what cannot be pushed (symlinks leaving GOROOT,
+/// sockets...), with the Debian GOROOT case spelled out.
+async fn warn_unpushable(out: &Out, tree: &LocalTree, verbose: bool) {
+    let bad: Vec<(&String, &String)> = tree
+        .entries
+        .iter()
+        .filter_map(|(k, e)| match &e.kind {
+            Kind::Unpushable(why) => Some((k, why)),
+            _ => None,
+        })
+        .collect();
+    let Some((first, why)) = bad.first() else {
+        return;
+    };
+    if verbose {
+        return; // plan() lists each one.
+    }
+    let top_links = bad.iter().filter(|(k, _)| !k.contains('/')).count();
+    let mut line = format!(
+        "Not pushing {} local entr{} that cannot be reproduced remotely; first: {first} ({why})",
+        bad.len(),
+        if bad.len() == 1 { "y" } else { "ies" }
+    );
+    if top_links > 0 && !tree.entries.contains_key("src") {
+        line.push_str(". GOROOT's top level links outside it (as Debian's /usr/lib/go does): push a copy made with `cp -rL`");
+    }
+    out.log(line).await;
+}
+
+/// Sends one file set to `insts` as a pipeline of parts; returns what the
+/// parts put on the remote.
+async fn send_set(
+    out: &Out,
+    packer: Packer,
+    items: Vec<Item>,
+    insts: &[Inst],
+    progress: &Progress<'_>,
+) -> Result<Vec<(String, RemoteEntry)>, String> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Part, String>>(2);
+    let n_items = items.len();
+    let packing = tokio::task::spawn_blocking(move || packer.run(&items, &tx));
+    let mut entries = Vec::new();
+    let mut inflight = FuturesUnordered::new();
+    let mut parts = 0usize;
+    let mut bytes = 0usize;
+    let mut first = true;
+    loop {
+        tokio::select! {
+            next = rx.recv(), if inflight.len() < IN_FLIGHT => {
+                let Some(part) = next else { break };
+                let part = part?;
+                parts += 1;
+                bytes += part.data.len();
+                if first {
+                    // Go's line, for the first part; a summary follows.
+                    first = false;
+                    tracing::debug!(files = n_items, "first part packed");
+                }
+                let payload = Arc::new(Payload::bytes(std::mem::take(&mut { part.data }), "go.tar.gz"));
+                let (pe, pb) = (part.entries, part.bytes);
+                inflight.push(async move {
+                    let writes = futures_util::future::join_all(insts.iter().map(|t| {
+                        let payload = payload.clone();
+                        async move {
+                            t.put_tgz("go", &payload)
+                                .await
+                                .map_err(|e| format!("failed writing tarball to {}: {e}", t.name()))
+                        }
+                    }))
+                    .await;
+                    for w in writes {
+                        w?;
+                    }
+                    Ok::<_, String>((pe, pb))
+                });
+            }
+            Some(done) = inflight.next(), if !inflight.is_empty() => {
+                let (pe, pb) = done?;
+                progress.add(pb).await;
+                entries.extend(pe);
+            }
+        }
+    }
+    while let Some(done) = inflight.next().await {
+        let (pe, pb) = done?;
+        progress.add(pb).await;
+        entries.extend(pe);
+    }
+    packing.await.map_err(|e| e.to_string())?;
+    out.log(format!(
+        "Uploaded {n_items} new/changed files to {}; {bytes} byte .tar.gz in {parts} part{}",
+        insts.iter().map(Inst::name).collect::<Vec<_>>().join(", "),
+        if parts == 1 { "" } else { "s" }
+    ))
+    .await;
+    Ok(entries)
+}
+
+/// Progress events for a push that runs longer than [`QUIET_FOR`].
+struct Progress<'a> {
+    out: &'a Out,
+    start: Instant,
+    total: u64,
+    done: tokio::sync::Mutex<(u64, bool)>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(out: &'a Out, start: Instant, total: u64) -> Progress<'a> {
+        Progress {
+            out,
+            start,
+            total,
+            done: tokio::sync::Mutex::new((0, false)),
+        }
+    }
+
+    async fn add(&self, n: u64) {
+        let mut d = self.done.lock().await;
+        d.0 += n;
+        if self.start.elapsed() >= QUIET_FOR && self.total > 0 {
+            d.1 = true;
+            self.out
+                .send(Event::Progress {
+                    what: "pushing".into(),
+                    done: d.0.min(self.total),
+                    total: Some(self.total),
+                })
+                .await;
+        }
+    }
+
+    async fn done(&self) {
+        let d = self.done.lock().await;
+        if d.1 {
+            self.out
+                .send(Event::Progress {
+                    what: "pushing".into(),
+                    done: self.total,
+                    total: Some(self.total),
+                })
+                .await;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha1::{Digest, Sha1};
+    use crate::manifest::parse_listing;
 
     fn tree(files: &[(&str, &str)], gitignore: &str) -> (tempfile::TempDir, LocalTree) {
         let d = tempfile::tempdir().unwrap();
@@ -519,43 +963,27 @@ mod tests {
             std::fs::write(abs, body).unwrap();
         }
         std::fs::write(d.path().join(".gitignore"), gitignore).unwrap();
-        let t = walk_local(d.path(), &DigestCache::default()).unwrap();
+        let mut t = localtree::walk(d.path(), &LocalManifest::default()).unwrap();
+        for e in t.entries.values_mut() {
+            if e.kind == Kind::File {
+                e.digest = None;
+            }
+        }
         (d, t)
     }
 
-    #[test]
-    fn walk_applies_go_exclusions_and_gitignore() {
-        let (_d, t) = tree(
-            &[
-                ("src/a.go", "a"),
-                ("src/.a.go.swp", "x"),
-                ("src/b.go~", "x"),
-                ("pkg/x.a", "x"),
-                ("bin/go", "x"),
-                ("src/pkg/keep.go", "k"),
-                ("gen/out.txt", "x"),
-                (".git/HEAD", "x"),
-            ],
-            "/gen/\n",
-        );
-        let keys: Vec<&str> = t.entries.keys().map(String::as_str).collect();
-        assert!(keys.contains(&"src/a.go"));
-        assert!(
-            keys.contains(&"src/pkg/keep.go"),
-            "only top-level pkg is pruned"
-        );
-        for gone in [
-            "src/.a.go.swp",
-            "src/b.go~",
-            "pkg/x.a",
-            "bin/go",
-            "gen/out.txt",
-            "gen",
-            ".git/HEAD",
-        ] {
-            assert!(!keys.contains(&gone), "{gone} should be excluded: {keys:?}");
+    fn hashed(mut t: LocalTree) -> LocalTree {
+        let root = t.root.clone();
+        for (k, e) in t.entries.iter_mut() {
+            if e.kind == Kind::File {
+                e.digest = Some(gomote_shared::digest::sha1_file(&root.join(k)).unwrap());
+            }
         }
-        assert!(t.ignored("gen/out.txt", false));
+        t
+    }
+
+    fn names(v: &[Item]) -> Vec<&str> {
+        v.iter().map(Item::name).collect()
     }
 
     #[test]
@@ -568,8 +996,9 @@ mod tests {
             ],
             "/gen/\n",
         );
+        let t = hashed(t);
         let a_sha = hex::encode(Sha1::digest(b"a"));
-        let remote = vec![
+        let remote = parse_listing(&[
             "drwxr-xr-x\tgo/".to_string(),
             "drwxr-xr-x\tgo/src/".to_string(),
             format!("-rw-r--r--\tgo/src/a.go\t1\t2024-01-01T00:00:00Z\t{a_sha}"),
@@ -578,13 +1007,41 @@ mod tests {
             "-rw-r--r--\tgo/olddir/x\t1\t2024-01-01T00:00:00Z\tbeef".to_string(),
             "-rw-r--r--\tgo/gen/made.txt\t1\t2024-01-01T00:00:00Z\tbeef".to_string(),
             "-rw-r--r--\tgo/src/go/build/zcgo.go\t1\t2024-01-01T00:00:00Z\tbeef".to_string(),
-        ];
+        ]);
         let mut logs = vec![];
-        let p = plan(&t, &remote, true, &mut logs);
+        let p = plan(&t, &remote, None, true, &mut logs);
         assert_eq!(p.delete, vec!["go/olddir", "go/src/old.go"]);
         // The tree's own .gitignore is an ordinary file and goes too.
-        assert_eq!(p.send, vec![".gitignore", "VERSION", "src/new.go"]);
+        assert_eq!(names(&p.send), vec![".gitignore", "VERSION", "src/new.go"]);
         assert_eq!((p.missing, p.changed), (3, 0));
+        // Scoped to one directory, only it is looked at.
+        let p = plan(&t, &remote, Some(&["olddir".into()]), false, &mut logs);
+        assert_eq!(p.delete, vec!["go/olddir"]);
+        assert!(p.send.is_empty());
+    }
+
+    #[test]
+    fn kind_changes_delete_then_send() {
+        let (d, _) = tree(&[("x/inner.go", "i"), ("y", "file now")], "");
+        std::os::unix::fs::symlink("y", d.path().join("l")).unwrap();
+        let t = hashed(localtree::walk(d.path(), &LocalManifest::default()).unwrap());
+        let remote = parse_listing(&[
+            "-rw-r--r--\tgo/x\t1\t2024-01-01T00:00:00Z\tbeef".to_string(),
+            "drwxr-xr-x\tgo/y/".to_string(),
+            "-rw-r--r--\tgo/y/z\t1\t2024-01-01T00:00:00Z\tbeef".to_string(),
+            format!(
+                "Lrwxrwxrwx\tgo/l\t1\t2024-01-01T00:00:00Z\t{}",
+                gomote_shared::digest::sha1_bytes(b"y")
+            ),
+            "-rw-r--r--\tgo/VERSION\t1\t2024-01-01T00:00:00Z\tx".to_string(),
+            format!(
+                "-rw-r--r--\tgo/.gitignore\t0\t2024-01-01T00:00:00Z\t{}",
+                hex::encode(Sha1::digest(b""))
+            ),
+        ]);
+        let p = plan(&t, &remote, None, false, &mut vec![]);
+        assert_eq!(p.delete, vec!["go/x", "go/y"]);
+        assert_eq!(names(&p.send), vec!["x/inner.go", "y"]);
     }
 
     #[test]
@@ -601,10 +1058,9 @@ mod tests {
             std::fs::Permissions::from_mode(0o664),
         )
         .unwrap();
-        let t = walk_local(d.path(), &DigestCache::default()).unwrap();
+        let t = hashed(localtree::walk(d.path(), &LocalManifest::default()).unwrap());
         let sha = |b: &[u8]| hex::encode(Sha1::digest(b));
-        let gi = sha(b"");
-        let remote = vec![
+        let remote = parse_listing(&[
             format!(
                 "-rw-r--r--\tgo/run.sh\t1\t2024-01-01T00:00:00Z\t{}",
                 sha(b"x")
@@ -614,13 +1070,64 @@ mod tests {
                 "-rw-r--r--\tgo/doc.txt\t1\t2024-01-01T00:00:00Z\t{}",
                 sha(b"y")
             ),
-            format!("-rw-r--r--\tgo/.gitignore\t0\t2024-01-01T00:00:00Z\t{gi}"),
+            format!(
+                "-rw-r--r--\tgo/.gitignore\t0\t2024-01-01T00:00:00Z\t{}",
+                sha(b"")
+            ),
             "-rw-r--r--\tgo/VERSION\t1\t2024-01-01T00:00:00Z\tx".to_string(),
-        ];
-        let p = plan(&t, &remote, false, &mut vec![]);
-        assert_eq!(p.send, vec!["run.sh"]);
-        assert_eq!(exec_bits("-rwxr-x---"), 0o110);
-        assert_eq!(exec_bits("urwxr-xr-x"), 0o111);
+        ]);
+        let p = plan(&t, &remote, None, false, &mut vec![]);
+        assert_eq!(names(&p.send), vec!["run.sh"]);
+    }
+
+    #[test]
+    fn dry_run_plan_reads_nothing() {
+        // Digests unknown (nothing hashed): a same-size remote file is
+        // "changed on disk", a different size is changed, nothing is read.
+        let (_d, t) = tree(&[("a", "1"), ("b", "22")], "");
+        let remote = parse_listing(&[
+            "-rw-r--r--\tgo/a\t1\t2024-01-01T00:00:00Z\tbeef".to_string(),
+            "-rw-r--r--\tgo/b\t1\t2024-01-01T00:00:00Z\tbeef".to_string(),
+        ]);
+        let p = plan(&t, &remote, None, false, &mut vec![]);
+        assert_eq!(p.unverified, 1, "a: same size, contents unknown");
+        assert_eq!(names(&p.send), vec![".gitignore", "VERSION", "b"]);
+        assert_eq!((p.missing, p.changed), (2, 1));
+    }
+
+    #[test]
+    fn packer_hashes_what_it_sends() {
+        let (d, t) = tree(&[("a.txt", "hello")], "");
+        let local = Arc::new(LocalManifest::default());
+        let packer = Packer {
+            root: d.path().to_path_buf(),
+            local: local.clone(),
+            level: Compression::none(),
+            part_bytes: 1,
+            version: Some("go1.19-devel_gomote".into()),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        packer.run(&[Item::File("a.txt".into()), Item::FakeVersion], &tx);
+        drop(tx);
+        let mut parts = vec![];
+        while let Ok(p) = rx.try_recv() {
+            parts.push(p.unwrap());
+        }
+        assert_eq!(parts.len(), 2, "one part per item at part_bytes = 1");
+        assert_eq!(
+            parts[0].entries[0].1.digest,
+            "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
+        );
+        let abs = d.path().join("a.txt");
+        let md = std::fs::symlink_metadata(&abs).unwrap();
+        assert!(local.known(&abs, &Stamp::of(&md)).is_some());
+        let _ = t;
+        assert_eq!(
+            tops(["a".into(), "a/b".into(), "ab".into()].into()),
+            vec!["a", "ab"]
+        );
+        assert!(in_scope("src/x", Some(&["src".into()])));
+        assert!(!in_scope("srcx", Some(&["src".into()])));
     }
 
     #[test]

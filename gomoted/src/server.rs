@@ -93,7 +93,7 @@ async fn status(AxState(d): AxState<Arc<Daemon>>) -> Response {
         socket: d.socket.display().to_string(),
         sessions: d.sessions.names().await,
         kept_alive: d.sessions.keepalive.kept().into_iter().collect(),
-        watches: Vec::new(),
+        watches: d.sessions.watches.describe(),
     };
     axum::Json(s).into_response()
 }
@@ -248,6 +248,7 @@ pub async fn run(socket: PathBuf) -> anyhow::Result<()> {
     });
     tracing::info!(socket = %socket.display(), version = api::VERSION, "gomoted serving");
     tokio::spawn(d.sessions.clone().keep_alive_loop(d.shutdown.clone()));
+    tokio::spawn(d.sessions.clone().restore_watches());
     let app = router(d.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {

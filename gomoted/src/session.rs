@@ -15,7 +15,10 @@ use tonic::transport::Channel;
 
 use crate::config::Config;
 use crate::keepalive::KeepAlive;
+use crate::manifest::LocalManifest;
+use crate::push::Pusher;
 use crate::state::State;
+use crate::watch::Watches;
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Debug, Clone)]
@@ -40,6 +43,8 @@ pub struct Session {
     pub grpc: Grpc,
     /// Plain HTTP (uploads, downloads).
     pub http: reqwest::Client,
+    /// Whether the coordinator is on this machine.
+    pub loopback: bool,
 }
 
 /// Every session the daemon holds.
@@ -52,8 +57,10 @@ pub struct Sessions {
     remote: Mutex<HashMap<String, Arc<Session>>>,
     /// Which instances to keep alive, and why gone ones went.
     pub keepalive: Arc<KeepAlive>,
-    /// Digests of local files, so pushing an unchanged tree hashes nothing.
-    pub digests: Arc<gomote_shared::digest::DigestCache>,
+    /// Push manifests, local and remote.
+    pub pusher: Arc<Pusher>,
+    /// GOROOT watches and their subscribers.
+    pub watches: Arc<Watches>,
 }
 
 const EMBEDDED: &str = "embedded";
@@ -65,9 +72,28 @@ impl Sessions {
             Duration::from_secs(config.keepalive_idle_secs.unwrap_or(2 * 3600)),
             Duration::from_secs(config.keepalive_interval_secs.unwrap_or(300).max(1)),
         ));
+        let local = match state.tree("local_manifest") {
+            Ok(t) => LocalManifest::load(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "opening the local manifest; digests will not persist");
+                LocalManifest::default()
+            }
+        };
+        let pusher = Arc::new(Pusher {
+            local: Arc::new(local),
+            remotes: Default::default(),
+        });
+        let watches = Arc::new(Watches::new(
+            pusher.clone(),
+            state.tree("watches").ok(),
+            config
+                .watch_poll_secs
+                .map(|s| Duration::from_secs(s.max(1))),
+        ));
         Sessions {
             keepalive,
-            digests: Arc::default(),
+            pusher,
+            watches,
             state,
             config,
             data,
@@ -122,12 +148,14 @@ impl Sessions {
                     }
                 }
             }
-            let grouped: std::collections::BTreeSet<String> = self
+            let mut grouped: std::collections::BTreeSet<String> = self
                 .state
                 .group_names()
                 .iter()
                 .flat_map(|g| self.state.group(g).unwrap_or_default())
                 .collect();
+            // Watched instances are held like group members.
+            grouped.extend(self.watches.subscriber_ids());
             let live = live_on.keys().cloned().collect();
             for id in self.keepalive.plan(&live, &grouped) {
                 if let Some(s) = live_on.get(&id) {
@@ -143,6 +171,44 @@ impl Sessions {
                     }
                 }
             }
+        }
+    }
+
+    /// Subscribes again what an earlier daemon was watching, dropping
+    /// instances that are gone, and syncs them once.
+    pub async fn restore_watches(self: Arc<Self>) {
+        for (root, subs) in self.watches.stored() {
+            let mut insts = Vec::new();
+            for st in subs {
+                let sess = if st.server == EMBEDDED {
+                    self.embedded().await
+                } else {
+                    self.remote(&st.server).await
+                };
+                let sess = match sess {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(server = %st.server, error = %e, "restoring a watch");
+                        continue;
+                    }
+                };
+                let live = sess
+                    .grpc
+                    .clone()
+                    .list_instances(gomote_shared::proto::ListInstancesRequest {})
+                    .await
+                    .map(|r| r.into_inner().instances)
+                    .unwrap_or_default();
+                if live.iter().any(|i| i.gomote_id == st.id) {
+                    insts.push(crate::target::Inst::Remote { sess, id: st.id });
+                }
+            }
+            // Gone instances drop out of the stored list too.
+            self.watches.replace(&root, &insts);
+            for i in &insts {
+                self.watches.rescan(&i.key());
+            }
+            tracing::info!(goroot = %root.display(), instances = insts.len(), "watch restored");
         }
     }
 
@@ -258,5 +324,23 @@ async fn connect(name: &str, url: &str, token: &str) -> Result<Session, String> 
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?,
+        loopback: is_loopback_url(url),
     })
+}
+
+/// Whether a URL's host is this machine.
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(u) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    match u
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+    {
+        Some("localhost") => true,
+        Some(h) => h
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }

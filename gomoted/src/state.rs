@@ -98,6 +98,12 @@ impl State {
         Ok(())
     }
 
+    /// Another named table in the same database (the push manifests, the
+    /// watch subscriptions).
+    pub fn tree(&self, name: &str) -> anyhow::Result<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// Records (or updates) a run.
     pub fn put_run(&self, id: &str, r: &RunRecord) {
         if let Ok(v) = serde_json::to_vec(r) {

@@ -93,6 +93,11 @@ pub enum Inst {
     },
 }
 
+/// The key of instance `id` of session `session` (see [`Inst::key`]).
+pub fn remote_key(session: &str, id: &str) -> String {
+    format!("{session}|{id}")
+}
+
 /// Parses `TYPE@host:port` (a buildlet reached directly).
 pub fn parse_direct(arg: &str, password: Option<&str>) -> Option<Inst> {
     let (ty, addr) = arg.split_once('@')?;
@@ -116,6 +121,23 @@ impl Inst {
         match self {
             Inst::Remote { id, .. } => id,
             Inst::Direct { name, .. } => name,
+        }
+    }
+
+    /// A key unique across sessions, for per-instance daemon state.
+    pub fn key(&self) -> String {
+        match self {
+            Inst::Remote { sess, id } => remote_key(&sess.name, id),
+            Inst::Direct { name, .. } => format!("direct|{name}"),
+        }
+    }
+
+    /// Whether data reaches it over loopback only (then compressing an
+    /// upload costs more time than it saves).
+    pub fn is_local(&self) -> bool {
+        match self {
+            Inst::Remote { sess, .. } => sess.loopback,
+            Inst::Direct { client, .. } => client.is_loopback(),
         }
     }
 

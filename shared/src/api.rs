@@ -149,6 +149,12 @@ pub enum Command {
         dry_run: bool,
         /// `-v`: one line per file.
         verbose: bool,
+        /// `-watch`: push again whenever a file is saved.
+        #[serde(default)]
+        watch: bool,
+        /// `-unwatch`: stop doing that.
+        #[serde(default)]
+        unwatch: bool,
     },
     /// `gomote put`.
     Put {

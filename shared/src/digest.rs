@@ -35,10 +35,15 @@ mod tests {
     }
 }
 
+/// Lowercase hex SHA-1 of some bytes (a symlink's target, for one).
+pub fn sha1_bytes(b: &[u8]) -> String {
+    hex::encode(Sha1::digest(b))
+}
+
 /// What must be unchanged for a cached digest to be trusted: any write
 /// changes mtime and ctime, a replaced file changes the inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
@@ -47,7 +52,44 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(md: &std::fs::Metadata) -> Stamp {
+    /// Length of [`Stamp::to_bytes`].
+    pub const LEN: usize = 56;
+
+    /// A fixed-size encoding, for storing stamps on disk.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..8].copy_from_slice(&self.dev.to_le_bytes());
+        b[8..16].copy_from_slice(&self.ino.to_le_bytes());
+        b[16..24].copy_from_slice(&self.size.to_le_bytes());
+        b[24..40].copy_from_slice(&self.mtime_ns.to_le_bytes());
+        b[40..56].copy_from_slice(&self.ctime_ns.to_le_bytes());
+        b
+    }
+
+    /// Decodes [`Stamp::to_bytes`]; `None` if `b` is too short.
+    pub fn from_bytes(b: &[u8]) -> Option<Stamp> {
+        let u = |r: std::ops::Range<usize>| -> Option<u64> {
+            Some(u64::from_le_bytes(b.get(r)?.try_into().ok()?))
+        };
+        let i = |r: std::ops::Range<usize>| -> Option<i128> {
+            Some(i128::from_le_bytes(b.get(r)?.try_into().ok()?))
+        };
+        Some(Stamp {
+            dev: u(0..8)?,
+            ino: u(8..16)?,
+            size: u(16..24)?,
+            mtime_ns: i(24..40)?,
+            ctime_ns: i(40..56)?,
+        })
+    }
+
+    /// The file's size when stamped.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The stamp of a file's `lstat` metadata.
+    pub fn of(md: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {
             dev: md.dev(),
@@ -109,5 +151,8 @@ mod cache_tests {
             c.sha1(&p, &md).unwrap(),
             hex::encode(<Sha1 as Digest>::digest(b"world"))
         );
+        let s = Stamp::of(&md);
+        assert_eq!(Stamp::from_bytes(&s.to_bytes()), Some(s));
+        assert_eq!(Stamp::from_bytes(&[0; 10]), None);
     }
 }

@@ -27,6 +27,8 @@ pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdRe
     let mut destroyed = Vec::new();
     for t in &targets {
         ctx.out.log(format!("Destroying {}", t.name())).await;
+        ctx.sessions.watches.unsubscribe(&[t.key()]);
+        ctx.sessions.pusher.remotes.forget(&t.key());
         match t {
             Inst::Remote { sess, id } => {
                 sess.grpc

@@ -123,6 +123,7 @@ pub async fn put(
             .ok_or_else(|| format!("cannot name a destination for {src:?}"))?,
     };
     gomote_shared::relpath::validate(&dest).map_err(|e| format!("bad destination: {e}"))?;
+    ctx.touched(&targets);
     let (path, local_mode) = if src == "-" {
         let p = stdin_file.ok_or_else(|| "the CLI sent no standard input".to_string())?;
         (p, 0o666)
@@ -193,6 +194,7 @@ pub async fn puttar(
     if !dir.is_empty() {
         gomote_shared::relpath::validate(&dir).map_err(|e| format!("bad -dir: {e}"))?;
     }
+    ctx.touched(&targets);
     if src.contains("://") {
         for t in &targets {
             t.put_tgz_url(&dir, &src)
@@ -299,6 +301,7 @@ pub async fn rm(ctx: &Ctx, args: Vec<String>) -> CmdResult {
     for p in &paths {
         gomote_shared::relpath::validate(p).map_err(|e| format!("unable to remove files: {e}"))?;
     }
+    ctx.touched(&targets);
     let results = futures_util::future::join_all(targets.iter().map(|t| t.remove(&paths))).await;
     for r in results {
         r.map_err(|e| format!("unable to remove files: {e}"))?;

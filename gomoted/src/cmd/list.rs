@@ -19,6 +19,12 @@ struct Row {
     expires_in_secs: f64,
     groups: Vec<String>,
     kept_alive: bool,
+    /// The GOROOT pushed to it on every save.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watching: Option<String>,
+    /// Why the last of those pushes failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watch_error: Option<String>,
 }
 
 /// Go's `time.Duration.String()` for a span in nanoseconds.
@@ -86,8 +92,14 @@ pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
         .unwrap_or(0);
     let mut rows = Vec::new();
     for i in insts {
+        let key = crate::target::remote_key(&sess.name, &i.gomote_id);
+        let watching = ctx.sessions.watches.watching(&key);
+        let watch_error = ctx.sessions.watches.error(&key);
         let in_group = groups_of.contains_key(&i.gomote_id);
-        let kept_alive = ctx.sessions.keepalive.intends(&i.gomote_id, in_group);
+        let kept_alive = ctx
+            .sessions
+            .keepalive
+            .intends(&i.gomote_id, in_group || watching.is_some());
         let groups = groups_of.remove(&i.gomote_id).unwrap_or_default();
         let left = i128::from(i.expires) * 1_000_000_000 - now;
         if json {
@@ -99,8 +111,21 @@ pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
                 expires_in_secs: left as f64 / 1e9,
                 groups,
                 kept_alive,
+                watching: watching.map(|w| w.display().to_string()),
+                watch_error,
             });
         } else {
+            // A fifth field, so tools reading the first four by tab are unaffected.
+            let mut notes = Vec::new();
+            if kept_alive {
+                notes.push("kept alive by gomoted".to_string());
+            }
+            if let Some(w) = &watching {
+                notes.push(format!("pushing {} on save", w.display()));
+            }
+            if let Some(e) = &watch_error {
+                notes.push(format!("last push failed: {e}"));
+            }
             let g = if groups.is_empty() {
                 String::new()
             } else {
@@ -113,11 +138,10 @@ pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
                     i.builder_type,
                     i.host_type,
                     go_duration(left),
-                    // A fifth field, so tools reading the first four by tab are unaffected.
-                    if kept_alive {
-                        "\tkept alive by gomoted"
+                    if notes.is_empty() {
+                        String::new()
                     } else {
-                        ""
+                        format!("\t{}", notes.join("; "))
                     }
                 ))
                 .await;

@@ -8,6 +8,7 @@ mod destroy;
 mod files;
 mod group;
 pub mod list;
+mod push;
 mod run;
 
 use std::sync::Arc;
@@ -93,6 +94,14 @@ impl Ctx {
         }
     }
 
+    /// Notes that instances' files may have changed outside a push, so
+    /// their manifests are checked again before they are trusted.
+    pub fn touched(&self, insts: &[crate::target::Inst]) {
+        for i in insts {
+            self.sessions.pusher.remotes.touch(&i.key());
+        }
+    }
+
     /// The coordinator session for this request (opened on first use).
     pub async fn session(&self) -> Result<Arc<Session>, String> {
         self.sess
@@ -150,7 +159,16 @@ pub async fn dispatch(ctx: Ctx) -> i32 {
             args,
             dry_run,
             verbose,
-        } => crate::push::push_cmd(&ctx, args, dry_run, verbose).await,
+            watch,
+            unwatch,
+        } => {
+            let opts = crate::push::PushOpts {
+                dry_run,
+                verbose,
+                verify: true,
+            };
+            push::push_cmd(&ctx, args, opts, watch, unwatch).await
+        }
         Command::Put {
             args,
             mode,

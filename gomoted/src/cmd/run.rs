@@ -288,6 +288,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
     };
     ctx.state.put_run(&id, &record);
     let collect_to = a.collect.then(|| outdir.clone());
+    ctx.touched(&targets);
     let ends = futures_util::future::join_all(targets.iter().zip(&files).map(|(t, f)| {
         let job = Job {
             inst: t,
@@ -311,6 +312,12 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
     }))
     .await;
     ctx.runs.remove(&id);
+    // The command may have changed go/: check it again now, while the user
+    // reads the output, so the next save pushes at full speed.
+    ctx.touched(&targets);
+    for t in &targets {
+        ctx.sessions.watches.rescan(&t.key());
+    }
     let cancelled = ends.iter().any(|e| matches!(e, JobEnd::Cancelled));
     record.state = if cancelled { "cancelled" } else { "done" }.into();
     ctx.state.put_run(&id, &record);
@@ -345,7 +352,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
 /// `create -setup`: push GOROOT to each instance and run make.bash there,
 /// output in `<tmp>/gomoteNNN/<instance>.stdout`.
 pub async fn setup(ctx: &Ctx, insts: &[Inst]) -> CmdResult {
-    crate::push::push_to(ctx, insts, false, false).await?;
+    crate::cmd::push::push_to(ctx, insts, crate::push::PushOpts::default()).await?;
     let outdir = output_dir(ctx, false)?;
     let detailed = insts.len() == 1;
     let cancel = ctx.runs.add("setup");
