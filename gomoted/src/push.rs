@@ -54,7 +54,10 @@ const REMOTE_SKIP: [&str; 7] = [
 ];
 
 /// How many parts are in flight (uploading or unpacking) at once.
-const IN_FLIGHT: usize = 3;
+const IN_FLIGHT: usize = 4;
+
+/// Files up to this size are read in one go; bigger ones are streamed.
+const BIG_FILE: u64 = 8 << 20;
 
 /// Progress is reported only for pushes that take longer than this.
 const QUIET_FOR: Duration = Duration::from_secs(1);
@@ -342,47 +345,78 @@ struct Packer {
 }
 
 impl Packer {
-    fn builder(&self) -> tar::Builder<GzEncoder<Vec<u8>>> {
-        tar::Builder::new(GzEncoder::new(Vec::with_capacity(1 << 20), self.level))
+    fn builder(&self, bytes: u64) -> tar::Builder<GzEncoder<Vec<u8>>> {
+        // Room for the whole part up front: no copies while it grows.
+        let cap = if self.level == Compression::none() {
+            bytes as usize + bytes as usize / 64 + (64 << 10)
+        } else {
+            (bytes as usize / 3).max(64 << 10)
+        };
+        tar::Builder::new(GzEncoder::new(Vec::with_capacity(cap), self.level))
     }
 
-    /// Packs `items` into parts of about `part_bytes`, handing each over as
-    /// soon as it is complete. Digests of files read are recorded.
-    fn run(&self, items: &[Item], tx: &tokio::sync::mpsc::Sender<Result<Part, String>>) {
-        let mut b = self.builder();
+    /// Splits `items` (with their sizes) into parts of about `part_bytes`.
+    fn split(&self, items: &[(Item, u64)]) -> Vec<(Vec<Item>, u64)> {
+        let mut parts = Vec::new();
+        let mut cur: Vec<Item> = Vec::new();
+        let mut bytes = 0;
+        for (it, size) in items {
+            cur.push(it.clone());
+            bytes += size;
+            if bytes >= self.part_bytes {
+                parts.push((std::mem::take(&mut cur), bytes));
+                bytes = 0;
+            }
+        }
+        if !cur.is_empty() {
+            parts.push((cur, bytes));
+        }
+        parts
+    }
+
+    /// Packs `items` into parts of about `part_bytes` on up to `threads`
+    /// threads, handing each part over as soon as it is complete (in any
+    /// order). Digests of the files read are recorded.
+    fn run(
+        self: Arc<Self>,
+        items: &[(Item, u64)],
+        threads: usize,
+        tx: tokio::sync::mpsc::Sender<Result<Part, String>>,
+    ) {
+        let parts = Arc::new(self.split(items));
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..threads.min(parts.len()).max(1) {
+            let (me, parts, next, tx) = (self.clone(), parts.clone(), next.clone(), tx.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((items, bytes)) = parts.get(i) else {
+                        return;
+                    };
+                    let r = me.pack(items, *bytes, &mut buf);
+                    let failed = r.is_err();
+                    if tx.blocking_send(r).is_err() || failed {
+                        // Stop the others too: nobody wants their parts.
+                        next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    fn pack(&self, items: &[Item], bytes: u64, buf: &mut Vec<u8>) -> Result<Part, String> {
+        let mut b = self.builder(bytes);
         let mut part = Part::default();
         for it in items {
-            if let Err(e) = self.add(&mut b, &mut part, it) {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-            if part.bytes >= self.part_bytes {
-                let full = std::mem::replace(&mut b, self.builder());
-                if !self.finish(full, std::mem::take(&mut part), tx) {
-                    return;
-                }
-            }
+            self.add(&mut b, &mut part, it, buf)?;
         }
-        if !part.entries.is_empty() {
-            self.finish(b, part, tx);
-        }
-    }
-
-    fn finish(
-        &self,
-        b: tar::Builder<GzEncoder<Vec<u8>>>,
-        mut part: Part,
-        tx: &tokio::sync::mpsc::Sender<Result<Part, String>>,
-    ) -> bool {
-        let r = b
+        part.data = b
             .into_inner()
             .and_then(|gz| gz.finish())
-            .map_err(|e| format!("compressing: {e}"))
-            .map(|data| {
-                part.data = data;
-                part
-            });
-        tx.blocking_send(r).is_ok()
+            .map_err(|e| format!("compressing: {e}"))?;
+        Ok(part)
     }
 
     fn add(
@@ -390,6 +424,7 @@ impl Packer {
         b: &mut tar::Builder<GzEncoder<Vec<u8>>>,
         part: &mut Part,
         it: &Item,
+        buf: &mut Vec<u8>,
     ) -> Result<(), String> {
         let rel = it.name().to_string();
         let err = |e: std::io::Error| format!("error copying contents of {rel}: {e}");
@@ -448,12 +483,24 @@ impl Packer {
                 h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
                 // Exactly the header's size even if the file changes while
                 // it is read; a changed stamp keeps it out of the manifest.
-                let mut data = Hashing {
-                    r: (&f).take(len).chain(std::io::repeat(0)).take(len),
-                    h: Sha1::new(),
-                };
-                gomote_shared::tarpack::append_named(b, h, &rel, None, &mut data).map_err(err)?;
-                let digest = hex::encode(data.h.finalize());
+                let mut hasher = Sha1::new();
+                if len <= BIG_FILE {
+                    buf.clear();
+                    (&f).take(len).read_to_end(buf).map_err(err)?;
+                    buf.resize(len as usize, 0);
+                    hasher.update(&buf[..]);
+                    gomote_shared::tarpack::append_named(b, h, &rel, None, &buf[..])
+                        .map_err(err)?;
+                } else {
+                    let mut data = Hashing {
+                        r: (&f).take(len).chain(std::io::repeat(0)).take(len),
+                        h: hasher,
+                    };
+                    gomote_shared::tarpack::append_named(b, h, &rel, None, &mut data)
+                        .map_err(err)?;
+                    hasher = data.h;
+                }
+                let digest = hex::encode(hasher.finalize());
                 let stamp = Stamp::of(&md);
                 if std::fs::symlink_metadata(&abs).is_ok_and(|m| Stamp::of(&m) == stamp) {
                     self.local.record(&abs, stamp, &digest);
@@ -585,6 +632,11 @@ pub async fn push(
         .await
         .map_err(|e| e.to_string())??
     };
+    tracing::debug!(
+        ms = start.elapsed().as_millis() as u64,
+        entries = tree.entries.len(),
+        "push: local walk"
+    );
     if scope.is_none() {
         warn_unpushable(out, &tree, opts.verbose).await;
     }
@@ -617,6 +669,10 @@ pub async fn push(
         // run it on this thread's blocking budget.
         tokio::task::block_in_place(|| hash_needed(&mut tree, &remotes, &p.local));
     }
+    tracing::debug!(
+        ms = start.elapsed().as_millis() as u64,
+        "push: listed and hashed"
+    );
     let mut plans = Vec::new();
     for l in &locked {
         let mut logs = Vec::new();
@@ -708,19 +764,24 @@ pub async fn push(
                 Compression::fast()
             },
             part_bytes: if insts.iter().all(Inst::is_local) {
-                16 << 20
+                8 << 20
             } else {
-                64 << 20
+                32 << 20
             },
             version: version.clone(),
         };
         let progress = &progress;
+        let sized: Vec<(Item, u64)> = items
+            .iter()
+            .map(|i| (i.clone(), send_bytes(&tree, std::slice::from_ref(i))))
+            .collect();
         async move {
-            let r = send_set(out, packer, items.clone(), &insts, progress).await;
+            let r = send_set(out, packer, sized, &insts, progress).await;
             (who, r)
         }
     }))
     .await;
+    tracing::debug!(ms = start.elapsed().as_millis() as u64, "push: sent");
     let mut outcome = Outcome::default();
     let mut failure = None;
     let mut written: HashMap<usize, Vec<(String, RemoteEntry)>> = HashMap::new();
@@ -839,32 +900,30 @@ async fn warn_unpushable(out: &Out, tree: &LocalTree, verbose: bool) {
 async fn send_set(
     out: &Out,
     packer: Packer,
-    items: Vec<Item>,
+    items: Vec<(Item, u64)>,
     insts: &[Inst],
     progress: &Progress<'_>,
 ) -> Result<Vec<(String, RemoteEntry)>, String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Part, String>>(2);
     let n_items = items.len();
-    let packing = tokio::task::spawn_blocking(move || packer.run(&items, &tx));
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4);
+    Arc::new(packer).run(&items, threads, tx);
     let mut entries = Vec::new();
     let mut inflight = FuturesUnordered::new();
     let mut parts = 0usize;
     let mut bytes = 0usize;
-    let mut first = true;
     loop {
         tokio::select! {
             next = rx.recv(), if inflight.len() < IN_FLIGHT => {
                 let Some(part) = next else { break };
                 let part = part?;
+                tracing::debug!(files = part.entries.len(), bytes = part.data.len(), "push: part packed");
                 parts += 1;
                 bytes += part.data.len();
-                if first {
-                    // Go's line, for the first part; a summary follows.
-                    first = false;
-                    tracing::debug!(files = n_items, "first part packed");
-                }
-                let payload = Arc::new(Payload::bytes(std::mem::take(&mut { part.data }), "go.tar.gz"));
-                let (pe, pb) = (part.entries, part.bytes);
+                let Part { data, entries: pe, bytes: pb } = part;
+                let payload = Arc::new(Payload::bytes(data, "go.tar.gz"));
                 inflight.push(async move {
                     let writes = futures_util::future::join_all(insts.iter().map(|t| {
                         let payload = payload.clone();
@@ -883,6 +942,7 @@ async fn send_set(
             }
             Some(done) = inflight.next(), if !inflight.is_empty() => {
                 let (pe, pb) = done?;
+                tracing::debug!(files = pe.len(), "push: part written");
                 progress.add(pb).await;
                 entries.extend(pe);
             }
@@ -893,7 +953,6 @@ async fn send_set(
         progress.add(pb).await;
         entries.extend(pe);
     }
-    packing.await.map_err(|e| e.to_string())?;
     out.log(format!(
         "Uploaded {n_items} new/changed files to {}; {bytes} byte .tar.gz in {parts} part{}",
         insts.iter().map(Inst::name).collect::<Vec<_>>().join(", "),
@@ -1092,7 +1151,7 @@ mod tests {
         let p = plan(&t, &remote, None, false, &mut vec![]);
         assert_eq!(p.unverified, 1, "a: same size, contents unknown");
         assert_eq!(names(&p.send), vec![".gitignore", "VERSION", "b"]);
-        assert_eq!((p.missing, p.changed), (2, 1));
+        assert_eq!((p.missing, p.changed), (1, 1));
     }
 
     #[test]
@@ -1106,14 +1165,13 @@ mod tests {
             part_bytes: 1,
             version: Some("go1.19-devel_gomote".into()),
         };
-        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-        packer.run(&[Item::File("a.txt".into()), Item::FakeVersion], &tx);
-        drop(tx);
-        let mut parts = vec![];
-        while let Ok(p) = rx.try_recv() {
-            parts.push(p.unwrap());
-        }
-        assert_eq!(parts.len(), 2, "one part per item at part_bytes = 1");
+        let items = [(Item::File("a.txt".into()), 5), (Item::FakeVersion, 0)];
+        let split = packer.split(&items);
+        assert_eq!(split.len(), 2, "one part per item at part_bytes = 1");
+        let parts: Vec<Part> = split
+            .iter()
+            .map(|(it, b)| packer.pack(it, *b, &mut Vec::new()).unwrap())
+            .collect();
         assert_eq!(
             parts[0].entries[0].1.digest,
             "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"

@@ -92,7 +92,11 @@ async fn status(AxState(d): AxState<Arc<Daemon>>) -> Response {
         uptime_secs: d.started.elapsed().as_secs(),
         socket: d.socket.display().to_string(),
         sessions: d.sessions.names().await,
-        kept_alive: d.sessions.keepalive.kept().into_iter().collect(),
+        kept_alive: {
+            let mut k = d.sessions.keepalive.kept();
+            k.extend(d.sessions.watches.subscriber_ids());
+            k.into_iter().collect()
+        },
         watches: d.sessions.watches.describe(),
     };
     axum::Json(s).into_response()
