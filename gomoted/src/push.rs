@@ -234,6 +234,13 @@ fn plan(
             Some(_) => {}
         }
     }
+    // A directory holding a protected file (dist's output) stays.
+    let keep: Vec<&String> = remote.keys().filter(|k| protected(k)).collect();
+    delete.retain(|d| {
+        !keep.iter().any(|k| {
+            k.len() > d.len() && k.starts_with(d.as_str()) && k.as_bytes()[d.len()] == b'/'
+        })
+    });
     p.delete = tops(delete.clone())
         .into_iter()
         .map(|d| format!("go/{d}"))

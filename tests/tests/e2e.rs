@@ -9,4 +9,5 @@ mod buildlet_http;
 mod coordinator;
 mod daemon_lifecycle;
 mod gomote_cli;
+mod push;
 mod seed;
