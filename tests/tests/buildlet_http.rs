@@ -449,6 +449,15 @@ async fn ls_lines_match_go_byte_for_byte() {
     }
     fs::set_permissions(wd.join("d"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(wd.join("d/sub"), fs::Permissions::from_mode(0o1777)).unwrap();
+    // The link's own time, for its digest line.
+    assert!(
+        std::process::Command::new("touch")
+            .args(["-h", "-d", "@1714564800"])
+            .arg(wd.join("d/l"))
+            .status()
+            .unwrap()
+            .success()
+    );
     let c = client();
     let get = |q: &'static str| {
         let c = c.clone();
@@ -457,11 +466,13 @@ async fn ls_lines_match_go_byte_for_byte() {
     };
     let hello = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
     let xsh = hex::encode(Sha1::digest(b"#!/bin/sh\n"));
+    // Beyond Go: with digests, a symlink's line carries its target's digest.
+    let link = hex::encode(Sha1::digest(b"f.txt"));
     assert_eq!(
         get("/ls?dir=d&recursive=true&digest=true").await,
         format!(
             "-rw-r--r--\tf.txt\t5\t2024-05-01T12:00:00Z\t{hello}\n\
-             Lrwxrwxrwx\tl\n\
+             Lrwxrwxrwx\tl\t5\t2024-05-01T12:00:00Z\t{link}\n\
              dtrwxrwxrwx\tsub/\n\
              urwxr-x---\tsub/x.sh\t10\t2024-05-01T12:00:00Z\t{xsh}\n"
         )

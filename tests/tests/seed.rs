@@ -121,7 +121,7 @@ fn seed_workflow_on_a_real_goroot() {
         let o = env.run_with(&["push"], &g, None).unwrap();
         assert_eq!(o.code, 0, "{}", o.stderr);
         assert_eq!(
-            o.stderr.matches("Uploading").count(),
+            o.stderr.matches("Uploaded ").count(),
             1,
             "one upload for the group: {}",
             o.stderr
