@@ -53,7 +53,8 @@ const REMOTE_SKIP: [&str; 7] = [
     "tmp",
 ];
 
-/// How many parts are in flight (uploading or unpacking) at once.
+/// How many part writes (one part to one instance) are in flight at once;
+/// more only makes instances on one machine fight over the disk.
 const IN_FLIGHT: usize = 4;
 
 /// Files up to this size are read in one go; bigger ones are streamed.
@@ -923,7 +924,7 @@ async fn send_set(
     let mut bytes = 0usize;
     loop {
         tokio::select! {
-            next = rx.recv(), if inflight.len() < IN_FLIGHT => {
+            next = rx.recv(), if inflight.len() < (IN_FLIGHT / insts.len()).max(1) => {
                 let Some(part) = next else { break };
                 let part = part?;
                 tracing::debug!(files = part.entries.len(), bytes = part.data.len(), "push: part packed");
