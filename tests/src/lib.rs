@@ -446,6 +446,12 @@ pub fn goroot_copy() -> Option<PathBuf> {
         if !src.join("bin/go").exists() {
             return None;
         }
+        // One copy shared by every run (tests never change it): built under
+        // a private name, then renamed into place whole.
+        let done = std::env::temp_dir().join("gomote-test-goroot-1.19");
+        if done.join("src/internal/goversion/goversion.go").exists() {
+            return Some(done);
+        }
         let dst = std::env::temp_dir().join(format!("gomote-test-goroot-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dst);
         std::fs::create_dir_all(&dst).ok()?;
@@ -466,7 +472,15 @@ pub fn goroot_copy() -> Option<PathBuf> {
                 return None;
             }
         }
-        Some(dst)
+        match std::fs::rename(&dst, &done) {
+            Ok(()) => Some(done),
+            // Another run got there first.
+            Err(_) if done.join("src").exists() => {
+                let _ = std::fs::remove_dir_all(&dst);
+                Some(done)
+            }
+            Err(_) => Some(dst),
+        }
     })
     .clone()
 }
