@@ -38,6 +38,15 @@ fn ok(env: &GomoteEnv, root: &Path, args: &[&str]) -> Result<Output> {
     Ok(o)
 }
 
+/// Creates one instance and returns its name.
+fn create(env: &GomoteEnv, root: &Path) -> String {
+    ok(env, root, &["create", &builder()])
+        .unwrap()
+        .stdout
+        .trim()
+        .to_string()
+}
+
 fn sha1_hex(b: &[u8]) -> String {
     gomote_shared::digest::sha1_bytes(b)
 }
@@ -222,8 +231,7 @@ fn edits_round_trip(env: &GomoteEnv, root: &Path, inst: &str, edit_dir: &str) {
         "{}",
         o.stderr
     );
-    let skip: Vec<&str> = SKIP.iter().copied().chain([]).collect();
-    let mut skip_all = skip.clone();
+    let mut skip_all = SKIP.to_vec();
     let esc = format!("{edit_dir}/gomote_escape");
     let tmp = format!("{edit_dir}/scratch.tmp");
     skip_all.push(&esc);
@@ -277,11 +285,7 @@ fn push_keeps_a_generated_tree_in_step() {
     let env = GomoteEnv::new("").unwrap();
     let tree = generated_tree();
     let root = tree.path();
-    let inst = ok(&env, root, &["create", &builder()])
-        .unwrap()
-        .stdout
-        .trim()
-        .to_string();
+    let inst = create(&env, root);
     let o = ok(&env, root, &["push", &inst]).unwrap();
     assert!(
         o.stderr
@@ -328,11 +332,7 @@ fn push_keeps_a_real_goroot_in_step() {
             .unwrap()
             .success()
     );
-    let inst = ok(&env, &root, &["create", &builder()])
-        .unwrap()
-        .stdout
-        .trim()
-        .to_string();
+    let inst = create(&env, &root);
     ok(&env, &root, &["push", &inst]).unwrap();
     assert_in_step(&env, &root, &inst, &SKIP);
     edits_round_trip(&env, &root, &inst, "src/fmt");
@@ -355,11 +355,7 @@ fn a_push_killed_half_way_leaves_no_half_file_and_the_next_completes() {
         }
         std::fs::write(root.join(format!("src/big{i:02}.bin")), buf).unwrap();
     }
-    let inst = ok(&env, root, &["create", &builder()])
-        .unwrap()
-        .stdout
-        .trim()
-        .to_string();
+    let inst = create(&env, root);
     let mut child = env
         .spawn(&["push", &inst], &[("GOROOT", root.to_str().unwrap())])
         .unwrap();
@@ -428,11 +424,7 @@ fn watch_pushes_saves_and_a_plain_push_is_a_barrier() {
     let env = GomoteEnv::new("").unwrap();
     let tree = generated_tree();
     let root = tree.path();
-    let inst = ok(&env, root, &["create", &builder()])
-        .unwrap()
-        .stdout
-        .trim()
-        .to_string();
+    let inst = create(&env, root);
     let o = ok(&env, root, &["push", "-watch", &inst]).unwrap();
     assert!(o.stderr.contains("(inotify)"), "{}", o.stderr);
     let list = ok(&env, root, &["list"]).unwrap().stdout;
@@ -505,11 +497,7 @@ fn watch_falls_back_to_scanning() {
     let env = GomoteEnv::with_config("watch_poll_secs = 1", "").unwrap();
     let tree = generated_tree();
     let root = tree.path();
-    let inst = ok(&env, root, &["create", &builder()])
-        .unwrap()
-        .stdout
-        .trim()
-        .to_string();
+    let inst = create(&env, root);
     let o = ok(&env, root, &["push", "-watch", &inst]).unwrap();
     assert!(o.stderr.contains("scanning every 1s"), "{}", o.stderr);
     write(root, "src/pkg2/scanned.go", "package p // scanned\n");
