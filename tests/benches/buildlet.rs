@@ -74,7 +74,7 @@ fn exec_fresh(b: &Buildlet, n: usize) -> Result<Vec<Duration>> {
 fn ssh_true(n: usize) -> Result<Vec<Duration>> {
     let rsh = Path::new("/tmp/gomote-anchor/rsh");
     if !rsh.exists() {
-        bail!("no ssh anchor (run ../shared/bench/ssh-anchor.sh)");
+        bail!("no ssh anchor (run tests/benches/ssh-anchor.sh)");
     }
     let mut out = Vec::with_capacity(n);
     for i in 0..n + 2 {

@@ -143,7 +143,7 @@ async fn main() -> Result<()> {
                 g.as_secs_f64() / a.as_secs_f64()
             );
         }
-        None => println!("anchor: ssh skipped (run ../shared/bench/ssh-anchor.sh)"),
+        None => println!("anchor: ssh skipped (run tests/benches/ssh-anchor.sh)"),
     }
     Ok(())
 }

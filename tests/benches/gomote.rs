@@ -132,7 +132,7 @@ fn main() -> Result<()> {
             median(&mut run).as_secs_f64() / a.as_secs_f64()
         );
     } else {
-        println!("anchor: ssh skipped (run ../shared/bench/ssh-anchor.sh)");
+        println!("anchor: ssh skipped (run tests/benches/ssh-anchor.sh)");
     }
     Ok(())
 }

@@ -78,7 +78,7 @@ fn main() -> Result<()> {
     }
     let anchor = Path::new(RSH).exists();
     if !anchor {
-        println!("anchor: rsync over ssh skipped (run ../shared/bench/ssh-anchor.sh)");
+        println!("anchor: rsync over ssh skipped (run tests/benches/ssh-anchor.sh)");
     }
     let builder = format!(
         "{}-{}",
