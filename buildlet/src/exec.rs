@@ -26,8 +26,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::app::App;
 use crate::form::{Form, parse_bool};
-use crate::routes::{App, http_error, wrong_method};
+use crate::reply::{http_error, wrong_method};
 
 /// Everything needed to start one command, resolved and checked.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,28 +14,13 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use futures_util::TryStreamExt;
 use gomote_shared::{filemode, relpath, safefs, untar};
-use http::{Method, StatusCode};
+use http::Method;
 use http_body_util::BodyExt;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use crate::app::App;
 use crate::form::Form;
-use crate::routes::{App, http_error, text, wrong_method};
-
-fn bad(e: impl std::fmt::Display) -> Response {
-    http_error(StatusCode::BAD_REQUEST, e)
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    http_error(StatusCode::INTERNAL_SERVER_ERROR, e)
-}
-
-fn safefs_error(e: safefs::SafeFsError) -> Response {
-    if e.is_bad_request() {
-        bad(e)
-    } else {
-        internal(e)
-    }
-}
+use crate::reply::{bad, internal, safefs_error, text, wrong_method};
 
 /// A blocking reader over a request or response body, for the tar reader.
 fn body_reader<B>(body: B) -> SyncIoBridge<impl tokio::io::AsyncRead + Unpin>

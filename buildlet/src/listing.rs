@@ -20,8 +20,9 @@ use http_body_util::StreamBody;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::app::App;
 use crate::form::{Form, parse_bool};
-use crate::routes::{App, http_error, wrong_method};
+use crate::reply::{http_error, safefs_error, wrong_method};
 use crate::walk::{Next, walk};
 
 /// Bytes of listing gathered before a chunk is sent.
@@ -43,12 +44,7 @@ pub async fn ls(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     let wd = app.wd.path().to_path_buf();
     if let Err(e) = safefs::check_parents(&wd, &rel) {
-        let status = if e.is_bad_request() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        return http_error(status, e);
+        return safefs_error(e);
     }
     let opts = Opts {
         recursive: parse_bool(&form.value("recursive")),

@@ -2,12 +2,14 @@
 //! project's buildlet HTTP protocol (PROTOCOL.md section 2) over a work
 //! directory: run commands, write and read files and tarballs, list trees.
 
+mod app;
 mod exec;
 mod files;
 mod firewall;
 mod form;
 mod http1;
 mod listing;
+mod reply;
 mod routes;
 mod server;
 mod tarball;
@@ -25,7 +27,8 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::routes::{App, BUILDLET_VERSION};
+use crate::app::App;
+use crate::routes::BUILDLET_VERSION;
 use crate::workdir::WorkDir;
 
 #[derive(Debug, Parser)]

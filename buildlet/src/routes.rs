@@ -13,34 +13,14 @@ use axum::routing::any;
 use base64::Engine as _;
 use http::{HeaderValue, Method, StatusCode, header};
 use subtle::ConstantTimeEq;
-use tokio::sync::mpsc;
 
+use crate::app::{App, AppState};
 use crate::form::Form;
-use crate::workdir::WorkDir;
+use crate::reply::{http_error, text, wrong_method};
 use crate::{exec, files, listing, tarball};
 
 /// The protocol version `/status` reports (Go's `buildletVersion`).
 pub const BUILDLET_VERSION: u32 = 29;
-
-/// What every handler shares.
-#[derive(Debug)]
-pub struct App {
-    /// The work directory.
-    pub wd: WorkDir,
-    /// The Basic-auth password; `None` means no check.
-    pub password: Option<String>,
-    /// Told when `/halt` asks the buildlet to go away.
-    pub halt: mpsc::Sender<()>,
-    /// Fetches `/writetgz` POST URLs.
-    pub http: reqwest::Client,
-    /// Whether `GO_DISABLE_OUTBOUND_NETWORK=true` may install iptables rules.
-    pub allow_firewall: bool,
-    /// File digests remembered between `/ls` requests.
-    pub digests: Arc<gomote_shared::digest::DigestCache>,
-}
-
-/// The state type handlers receive.
-pub type AppState = State<Arc<App>>;
 
 /// Builds the route table: `/`, `/healthz` and `/debug/x` are open, the rest
 /// need the password.
@@ -64,37 +44,6 @@ pub fn router(app: Arc<App>) -> Router {
             require_password,
         ));
     open.merge(protected).fallback(not_found).with_state(app)
-}
-
-/// A plain-text error as Go's `http.Error` writes it.
-pub fn http_error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
-    let mut r = Response::new(Body::from(format!("{msg}\n")));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    r
-}
-
-/// A 200 plain-text reply.
-pub fn text(body: impl Into<Body>) -> Response {
-    let mut r = Response::new(body.into());
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-/// A 400 for the wrong HTTP method (the buildlet never answers 405).
-pub fn wrong_method(what: &str) -> Response {
-    http_error(StatusCode::BAD_REQUEST, format!("requires {what} method"))
 }
 
 async fn require_password(State(app): AppState, req: Request, next: Next) -> Response {
