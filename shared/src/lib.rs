@@ -13,9 +13,11 @@ pub mod filemode;
 pub mod gofmt;
 pub mod paths;
 pub mod platform;
+pub mod process;
 pub mod relpath;
 pub mod safefs;
 pub mod tarpack;
+pub mod timefmt;
 pub mod untar;
 
 /// The GomoteService gRPC API, generated from `proto/gomote.proto`.
