@@ -155,13 +155,7 @@ pub fn daemon_lock_free() -> bool {
 
 /// Whether a process with this pid exists.
 pub fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(e) => e == nix::errno::Errno::EPERM,
-    }
+    i32::try_from(pid).is_ok_and(gomote_shared::process::pid_alive)
 }
 
 /// Under [`StartLock`]: connects to a daemon that answers (one started by
