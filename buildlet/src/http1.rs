@@ -299,6 +299,18 @@ fn build_head(p: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
         let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("bad header value"))?;
         headers.append(name, value);
     }
+    // RFC 9112 6.1 and 6.3: Transfer-Encoding beside Content-Length, or on
+    // an HTTP/1.0 request, is how requests get smuggled past a front end that
+    // frames them differently. Transfer-Encoding frames the body, the
+    // handler never sees the Content-Length, and the connection is not
+    // reused, so bytes a front end counted differently cannot become a
+    // request of their own.
+    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
+    let ambiguous =
+        has_te && (headers.contains_key(header::CONTENT_LENGTH) || version == Version::HTTP_10);
+    if has_te {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     let framing = if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
         let te = te.to_str().unwrap_or("").to_ascii_lowercase();
         if te.rsplit(',').next().map(str::trim) != Some("chunked") {
@@ -330,10 +342,11 @@ fn build_head(p: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .collect::<Vec<_>>();
-    let keep_alive = match version {
-        Version::HTTP_10 => conn.iter().any(|t| t == "keep-alive"),
-        _ => !conn.iter().any(|t| t == "close"),
-    };
+    let keep_alive = !ambiguous
+        && match version {
+            Version::HTTP_10 => conn.iter().any(|t| t == "keep-alive"),
+            _ => !conn.iter().any(|t| t == "close"),
+        };
     let expect_continue = version == Version::HTTP_11
         && headers
             .get(header::EXPECT)
@@ -609,6 +622,57 @@ POST /echo HTTP/1.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nwxyz";
         );
         assert!(out.contains("Content-Length: 4\r\n"), "{out}");
         assert!(out.ends_with("\r\n\r\nwxyz"), "{out}");
+    }
+
+    /// Echoes the body after the Content-Length header the handler saw.
+    fn length_echo_router() -> Router {
+        Router::new().route(
+            "/echo",
+            any(|req: Request<Body>| async move {
+                let seen = req
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_else(|| "none".into());
+                let b = read_body_limited(req.into_body(), 1 << 20).await.unwrap();
+                let mut out = format!("cl={seen} body=").into_bytes();
+                out.extend_from_slice(&b);
+                Response::new(Body::from(out))
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn transfer_encoding_with_content_length_is_chunked_then_closed() {
+        // A smuggling attempt: a front end trusting Content-Length would see
+        // the bytes after the chunked body as part of this request, we would
+        // see them as a second one. RFC 9112 6.3: Transfer-Encoding wins, and
+        // the connection is closed after the response.
+        let req = b"POST /echo HTTP/1.1\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+POST /echo HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nwxyz!";
+        let out = roundtrip(length_echo_router(), req).await;
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("Connection: close\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\ncl=none body=abc"), "{out}");
+        assert_eq!(
+            out.matches("HTTP/1.1 ").count(),
+            1,
+            "second request served: {out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn transfer_encoding_on_http10_closes() {
+        let req = b"POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n\
+GET /echo HTTP/1.0\r\n\r\n";
+        let out = roundtrip(length_echo_router(), req).await;
+        assert!(out.contains("Connection: close\r\n"), "{out}");
+        assert!(out.ends_with("body=hi"), "{out}");
+        assert_eq!(
+            out.matches("HTTP/1.1 ").count(),
+            1,
+            "second request served: {out}"
+        );
     }
 
     #[tokio::test]
