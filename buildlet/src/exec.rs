@@ -82,7 +82,7 @@ pub async fn exec(State(app): State<Arc<App>>, req: Request) -> Response {
         Err(r) => return http_error(r.status, r.msg),
     };
     if app.allow_firewall && firewall_requested(&spec.env) {
-        crate::firewall::enable_once();
+        crate::firewall::enable_once().await;
     }
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, io::Error>>(16);
     tokio::spawn(run(app, spec, tx));
@@ -336,9 +336,30 @@ async fn run(app: Arc<App>, spec: Spec, tx: mpsc::Sender<Result<Frame<Bytes>, io
     let state = match start_and_stream(&app, &spec, &tx).await {
         Ok(Some(state)) => state,
         Ok(None) => return, // client gone; nothing to report
-        Err(start_err) => start_err,
+        Err(start_err) => start_err.to_string(),
     };
     let _ = tx.send(trailer(&state)).await;
+}
+
+/// Why a command could not be started or waited for. The text is Go's,
+/// and is what the `Process-State` trailer reports.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The working directory does not exist.
+    #[error("chdir {}: no such file or directory", .0.display())]
+    NoDir(PathBuf),
+    /// The output pipe could not be made.
+    #[error("pipe: {}", gofmt::errno_text(.0))]
+    Pipe(io::Error),
+    /// The program could not be started.
+    #[error("fork/exec {}: {}", path.display(), gofmt::errno_text(source))]
+    Spawn { path: PathBuf, source: io::Error },
+    /// The child exited before its pid could be read.
+    #[error("process vanished at start")]
+    Vanished,
+    /// Waiting for the child failed.
+    #[error("wait: {}", gofmt::errno_text(.0))]
+    Wait(io::Error),
 }
 
 /// Starts the process and copies its output. Returns the process state
@@ -347,19 +368,14 @@ async fn start_and_stream(
     app: &App,
     spec: &Spec,
     tx: &mpsc::Sender<Result<Frame<Bytes>, io::Error>>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, StartError> {
     if !spec.dir.is_dir() {
-        return Err(format!(
-            "chdir {}: no such file or directory",
-            spec.dir.display()
-        ));
+        return Err(StartError::NoDir(spec.dir.clone()));
     }
     // One pipe for both stdout and stderr keeps their relative order, as
     // Go's exec package does when both go to the same writer.
-    let (reader, writer) = io::pipe().map_err(|e| format!("pipe: {}", gofmt::errno_text(&e)))?;
-    let writer2 = writer
-        .try_clone()
-        .map_err(|e| format!("pipe: {}", gofmt::errno_text(&e)))?;
+    let (reader, writer) = io::pipe().map_err(StartError::Pipe)?;
+    let writer2 = writer.try_clone().map_err(StartError::Pipe)?;
     let mut cmd = tokio::process::Command::new(&spec.path);
     cmd.arg0(spec.path.as_os_str())
         .args(&spec.args)
@@ -379,19 +395,16 @@ async fn start_and_stream(
     // Drop our copies of the pipe's write end so EOF arrives when the
     // process (and anything it started) closes its own.
     drop(cmd);
-    let mut child = spawned.map_err(|e| {
-        format!(
-            "fork/exec {}: {}",
-            spec.path.display(),
-            gofmt::errno_text(&e)
-        )
+    let mut child = spawned.map_err(|source| StartError::Spawn {
+        path: spec.path.clone(),
+        source,
     })?;
     let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
-        return Err("process vanished at start".into());
+        return Err(StartError::Vanished);
     };
     let _guard = app.wd.track(pid);
-    let mut out = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into())
-        .map_err(|e| format!("pipe: {}", gofmt::errno_text(&e)))?;
+    let mut out =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(StartError::Pipe)?;
     let mut buf = vec![0u8; 32 * 1024];
     let mut gone = false;
     loop {
@@ -413,10 +426,7 @@ async fn start_and_stream(
         let _ = child.wait().await;
         return Ok(None);
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| format!("wait: {}", gofmt::errno_text(&e)))?;
+    let status = child.wait().await.map_err(StartError::Wait)?;
     if status.success() {
         return Ok(Some("ok".into()));
     }

@@ -6,10 +6,18 @@
 use axum::body::Body;
 use http::{HeaderMap, Method, Uri, header};
 
-use crate::http1::read_body_limited;
+use crate::http1::{BodyError, read_body_limited};
 
 /// Go's `ParseForm` limit on a form body.
 const MAX_FORM: usize = 10 << 20;
+
+/// Why a request's form could not be parsed. The text is the HTTP 400 body.
+#[derive(Debug, thiserror::Error)]
+pub enum FormError {
+    /// The urlencoded body could not be read.
+    #[error("reading form body: {0}")]
+    Body(#[from] BodyError),
+}
 
 /// Parsed query and form-body parameters of one request.
 #[derive(Debug, Default, Clone)]
@@ -38,7 +46,7 @@ impl Form {
         uri: &Uri,
         headers: &HeaderMap,
         body: Body,
-    ) -> Result<Form, String> {
+    ) -> Result<Form, FormError> {
         let mut f = Form::from_query(uri);
         let is_form = headers
             .get(header::CONTENT_TYPE)
@@ -52,9 +60,7 @@ impl Form {
             })
             .unwrap_or(false);
         if is_form && (method == Method::POST || method == Method::PUT || method == Method::PATCH) {
-            let bytes = read_body_limited(body, MAX_FORM)
-                .await
-                .map_err(|e| format!("reading form body: {e}"))?;
+            let bytes = read_body_limited(body, MAX_FORM).await?;
             f.post = parse(&bytes);
         }
         Ok(f)
@@ -128,6 +134,25 @@ mod tests {
         assert_eq!(f.post_values("cmdArg"), vec!["1", "2"]);
         assert_eq!(f.values("cmdArg"), vec!["1", "2", "fromquery"]);
         assert_eq!(f.query_value("cmd"), "q");
+    }
+
+    #[tokio::test]
+    async fn oversized_form_body_is_a_typed_error() {
+        let uri: Uri = "/exec".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let big = vec![b'a'; MAX_FORM + 1];
+        let err = Form::parse(&Method::POST, &uri, &h, Body::from(big))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FormError::Body(BodyError::TooLarge)),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "reading form body: length limit exceeded");
     }
 
     #[test]

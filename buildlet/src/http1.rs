@@ -540,12 +540,24 @@ async fn write_simple<W: AsyncWrite + Unpin>(
     wr.flush().await
 }
 
+/// Why a whole request body could not be collected.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body is longer than the limit.
+    #[error("length limit exceeded")]
+    TooLarge,
+    /// Reading the body failed (the client went away, bad chunking).
+    #[error("{0}")]
+    Read(axum::BoxError),
+}
+
 /// Collects a whole request body, failing past `limit` bytes.
-pub async fn read_body_limited(body: Body, limit: usize) -> Result<Bytes, String> {
+pub async fn read_body_limited(body: Body, limit: usize) -> Result<Bytes, BodyError> {
     let limited = http_body_util::Limited::new(body, limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(e.to_string()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Read(e)),
     }
 }
 
