@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use gomote_tests::Buildlet;
-use gomote_tests::timing::{median, ms, p90};
+use gomote_tests::timing::{median, median_p90, ms};
+use gomote_tests::{Buildlet, anchor};
 
 const EXEC_REQ: &str = "POST /exec?cmd=/bin/true HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n";
 
@@ -71,27 +71,6 @@ fn exec_fresh(b: &Buildlet, n: usize) -> Result<Vec<Duration>> {
     Ok(out)
 }
 
-fn ssh_true(n: usize) -> Result<Vec<Duration>> {
-    let rsh = Path::new("/tmp/gomote-anchor/rsh");
-    if !rsh.exists() {
-        bail!("no ssh anchor (run tests/benches/ssh-anchor.sh)");
-    }
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n + 2 {
-        let t = Instant::now();
-        let st = Command::new(rsh)
-            .args(["root@127.0.0.1", "true"])
-            .status()?;
-        if !st.success() {
-            bail!("ssh anchor failed: {st}");
-        }
-        if i >= 2 {
-            out.push(t.elapsed());
-        }
-    }
-    Ok(out)
-}
-
 fn goroot_src() -> Result<PathBuf> {
     let p = Path::new("/usr/lib/go-1.19/src");
     let real = p
@@ -122,16 +101,14 @@ fn bench_exec(b: &Buildlet) -> Result<()> {
     let mut ka = exec_keepalive(b, 500)?;
     let mut fresh = exec_fresh(b, 200)?;
     println!(
-        "exec /bin/true, keep-alive connection: median {}  p90 {}",
-        ms(median(&mut ka)),
-        ms(p90(&mut ka))
+        "exec /bin/true, keep-alive connection: {}",
+        median_p90(&mut ka)
     );
     println!(
-        "exec /bin/true, new connection each:   median {}  p90 {}",
-        ms(median(&mut fresh)),
-        ms(p90(&mut fresh))
+        "exec /bin/true, new connection each:   {}",
+        median_p90(&mut fresh)
     );
-    match ssh_true(30) {
+    match anchor::ssh_true(30) {
         Ok(mut s) => {
             let a = median(&mut s);
             println!("anchor: ssh ControlMaster `true`:     median {}", ms(a));

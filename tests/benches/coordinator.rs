@@ -4,8 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -40,27 +38,6 @@ fn direct(b: &Buildlet, n: usize) -> Result<Vec<Duration>> {
     Ok(out)
 }
 
-fn ssh(n: usize) -> Option<Vec<Duration>> {
-    let rsh = Path::new("/tmp/gomote-anchor/rsh");
-    if !rsh.exists() {
-        return None;
-    }
-    let mut v = Vec::new();
-    for _ in 0..n {
-        let t = Instant::now();
-        let ok = Command::new(rsh)
-            .args(["root@127.0.0.1", "true"])
-            .status()
-            .ok()?
-            .success();
-        if !ok {
-            return None;
-        }
-        v.push(t.elapsed());
-    }
-    Some(v)
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let c = Coordinator::start("heartbeat_interval_secs = 10\n")?;
@@ -73,11 +50,7 @@ async fn main() -> Result<()> {
         r.metadata_mut().insert("authorization", auth.clone());
         Ok(r)
     });
-    let builder = format!(
-        "{}-{}",
-        gomote_shared::platform::goos(),
-        gomote_shared::platform::goarch()
-    );
+    let builder = gomote_tests::builder();
     let t = Instant::now();
     let mut s = cl
         .create_instance(CreateInstanceRequest {
@@ -131,8 +104,8 @@ async fn main() -> Result<()> {
         "ratio: coordinator / direct = {:.2}x",
         g.as_secs_f64() / dm.as_secs_f64()
     );
-    match ssh(30) {
-        Some(mut s) => {
+    match gomote_tests::anchor::ssh_true(30) {
+        Ok(mut s) => {
             let a = median(&mut s);
             println!(
                 "anchor: ssh ControlMaster `true`:          median {}",
@@ -143,7 +116,7 @@ async fn main() -> Result<()> {
                 g.as_secs_f64() / a.as_secs_f64()
             );
         }
-        None => println!("anchor: ssh skipped (run tests/benches/ssh-anchor.sh)"),
+        Err(e) => println!("anchor: ssh skipped: {e}"),
     }
     Ok(())
 }

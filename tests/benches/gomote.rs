@@ -2,13 +2,12 @@
 //! `gomote list`, each timed from CLI start to exit with a warm daemon,
 //! against `ssh` with ControlMaster running `true`, in the same run.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use gomote_tests::GomoteEnv;
-use gomote_tests::timing::{median, ms, p90};
+use gomote_tests::timing::{median, median_p90, ms};
 
 fn time(env: &GomoteEnv, args: &[&str], n: usize) -> Result<Vec<Duration>> {
     let mut v = Vec::with_capacity(n);
@@ -29,19 +28,8 @@ fn main() -> Result<()> {
     // Build (or check) the binaries before anything is timed.
     gomote_tests::bin("gomote")?;
     // Room for the ten instances of the memory figure (the built-in pool holds 8).
-    let host = format!(
-        "host-{}-{}-local",
-        gomote_shared::platform::goos(),
-        gomote_shared::platform::goarch()
-    );
-    let env = GomoteEnv::new(&format!(
-        "[[coordinator.host_types]]\nname = \"{host}\"\ncapacity = 16\n"
-    ))?;
-    let builder = format!(
-        "{}-{}",
-        gomote_shared::platform::goos(),
-        gomote_shared::platform::goarch()
-    );
+    let env = GomoteEnv::with_local_capacity(16)?;
+    let builder = gomote_tests::builder();
     let t = Instant::now();
     let name = env.ok(&["create", &builder])?.trim().to_string();
     println!(
@@ -51,21 +39,18 @@ fn main() -> Result<()> {
     let mut run = time(&env, &["run", &name, "/bin/true"], 200)?;
     let mut list = time(&env, &["list"], 200)?;
     println!(
-        "gomote run NAME /bin/true, CLI start to exit: median {}  p90 {}",
-        ms(median(&mut run)),
-        ms(p90(&mut run))
+        "gomote run NAME /bin/true, CLI start to exit: {}",
+        median_p90(&mut run)
     );
     println!(
-        "gomote list, CLI start to exit:               median {}  p90 {}",
-        ms(median(&mut list)),
-        ms(p90(&mut list))
+        "gomote list, CLI start to exit:               {}",
+        median_p90(&mut list)
     );
     // Memory: the daemon (which embeds the coordinator) idle with one
     // instance, then with ten; buildlets are their own processes.
-    let pid = std::fs::read_to_string(env.dir.path().join("data/gomote/gomoted.lock"))?
-        .split_whitespace()
-        .next()
-        .unwrap_or("0")
+    let pid = env
+        .daemon_pid()
+        .context("no daemon after create")?
         .to_string();
     let rss = |pid: &str| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -78,6 +63,8 @@ fn main() -> Result<()> {
             })
             .unwrap_or(0)
     };
+    // Idle means a while after the last request, not a condition to wait
+    // for: let a second pass so the figure is not taken mid-request.
     std::thread::sleep(Duration::from_secs(1));
     println!("gomoted RSS, idle with 1 instance: {} KiB", rss(&pid));
     let o = env.run(&["create", "-count=9", &builder])?;
@@ -108,31 +95,19 @@ fn main() -> Result<()> {
             buildlets.iter().sum::<u64>() / buildlets.len() as u64
         );
     }
-    let rsh = Path::new("/tmp/gomote-anchor/rsh");
-    if rsh.exists() {
-        let mut ssh = Vec::new();
-        for _ in 0..30 {
-            let t = Instant::now();
-            let ok = Command::new(rsh)
-                .args(["root@127.0.0.1", "true"])
-                .status()?
-                .success();
-            ssh.push(t.elapsed());
-            if !ok {
-                bail!("ssh anchor failed");
-            }
+    match gomote_tests::anchor::ssh_true(30) {
+        Ok(mut ssh) => {
+            let a = median(&mut ssh);
+            println!(
+                "anchor: ssh ControlMaster `true`:             median {}",
+                ms(a)
+            );
+            println!(
+                "ratio: gomote run / ssh = {:.4}x",
+                median(&mut run).as_secs_f64() / a.as_secs_f64()
+            );
         }
-        let a = median(&mut ssh);
-        println!(
-            "anchor: ssh ControlMaster `true`:             median {}",
-            ms(a)
-        );
-        println!(
-            "ratio: gomote run / ssh = {:.4}x",
-            median(&mut run).as_secs_f64() / a.as_secs_f64()
-        );
-    } else {
-        println!("anchor: ssh skipped (run tests/benches/ssh-anchor.sh)");
+        Err(e) => println!("anchor: ssh skipped: {e}"),
     }
     Ok(())
 }

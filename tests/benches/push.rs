@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use gomote_tests::GomoteEnv;
+use gomote_tests::anchor::RSH;
 use gomote_tests::timing::{median, ms};
-
-const RSH: &str = "/tmp/gomote-anchor/rsh";
 
 fn gomote(env: &GomoteEnv, root: &Path, args: &[&str]) -> Result<(Duration, String)> {
     let mut c = env.cmd(args)?;
@@ -62,6 +61,16 @@ fn row(what: &str, ours: Duration, anchor: Option<Duration>) {
     }
 }
 
+/// A group figure against the same push to one instance.
+fn group_row(what: &str, group: Duration, single: Duration) {
+    println!(
+        "{what} gomote {:>10}   one instance {:>10}   ratio {:.2}x",
+        ms(group),
+        ms(single),
+        group.as_secs_f64() / single.as_secs_f64()
+    );
+}
+
 fn main() -> Result<()> {
     gomote_tests::bin("gomote")?;
     let src = gomote_tests::goroot_copy().context("needs /usr/lib/go-1.19 (golang-go)")?;
@@ -76,23 +85,15 @@ fn main() -> Result<()> {
     {
         bail!("copying GOROOT");
     }
-    let anchor = Path::new(RSH).exists();
+    let anchor = gomote_tests::anchor::ready();
     if !anchor {
-        println!("anchor: rsync over ssh skipped (run tests/benches/ssh-anchor.sh)");
+        println!(
+            "anchor: rsync over ssh skipped (run {})",
+            gomote_tests::anchor::SETUP
+        );
     }
-    let builder = format!(
-        "{}-{}",
-        gomote_shared::platform::goos(),
-        gomote_shared::platform::goarch()
-    );
-    let host = format!(
-        "host-{}-{}-local",
-        gomote_shared::platform::goos(),
-        gomote_shared::platform::goarch()
-    );
-    let env = GomoteEnv::new(&format!(
-        "[[coordinator.host_types]]\nname = \"{host}\"\ncapacity = 16\n"
-    ))?;
+    let builder = gomote_tests::builder();
+    let env = GomoteEnv::with_local_capacity(16)?;
     // Warm the daemon and the local manifest (a first push hashes every file).
     let warm = gomote(&env, &root, &["create", &builder])?.1;
     gomote(&env, &root, &["push", &warm])?;
@@ -146,6 +147,8 @@ fn main() -> Result<()> {
     gomote(&env, &root, &["push", "-watch", &inst])?;
     let mut watched = Vec::new();
     for n in 0..40 {
+        // Saves a little apart, as an editor makes them: a pause, not a
+        // condition (the barrier below is what is measured).
         std::thread::sleep(Duration::from_millis(30));
         let t = Instant::now();
         edit(&root, 100 + n)?;
@@ -185,6 +188,7 @@ fn main() -> Result<()> {
             // The edit loop on the group: one save, four instances.
             gomote(&env, &root, &["-group", &name, "push", "-watch"])?;
             for n in 0..20 {
+                // Saves a little apart, as above.
                 std::thread::sleep(Duration::from_millis(30));
                 let t = Instant::now();
                 edit(&root, 200 + n)?;
@@ -194,21 +198,15 @@ fn main() -> Result<()> {
         }
         gomote(&env, &root, &["-group", &name, "destroy", "-destroy-group"])?;
     }
-    let gw = median(&mut group_watched);
-    let sw = median(&mut sorted);
-    println!(
-        "one-edit push to a group of 4, watching  gomote {:>10}   one instance {:>10}   ratio {:.2}x",
-        ms(gw),
-        ms(sw),
-        gw.as_secs_f64() / sw.as_secs_f64()
+    group_row(
+        "one-edit push to a group of 4, watching ",
+        median(&mut group_watched),
+        median(&mut sorted),
     );
-    let g = median(&mut group);
-    let single = median(&mut cold);
-    println!(
-        "cold push to a group of 4          gomote {:>10}   one instance {:>10}   ratio {:.2}x",
-        ms(g),
-        ms(single),
-        g.as_secs_f64() / single.as_secs_f64()
+    group_row(
+        "cold push to a group of 4         ",
+        median(&mut group),
+        median(&mut cold),
     );
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! Support for the end-to-end tests and benchmarks: finding (and building,
-//! once per run) the real binaries, and starting a buildlet on a free port
-//! with its own temporary work directory.
+//! once per run) the real binaries, starting a buildlet or a coordinator on
+//! a free port with its own temporary directories, a private `gomote`
+//! environment, waiting for a condition under a deadline, and the small
+//! helpers several test files share.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -151,14 +153,7 @@ impl Buildlet {
 
     /// Waits up to `timeout` for the process to exit; returns whether it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        eventually(timeout, || matches!(self.child.try_wait(), Ok(Some(_))))
     }
 }
 
@@ -167,6 +162,134 @@ impl Drop for Buildlet {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How long the waiting helpers pause between two looks.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// Calls `f` until it returns `Some`, for at most `timeout` (it always
+/// looks at least once, and once more at the deadline); `None` if it never
+/// did. For waiting on a condition instead of sleeping a guessed time.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL_EVERY.min(deadline - now));
+    }
+}
+
+/// Whether `f` holds within `timeout` (see [`poll`]).
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    poll(timeout, || f().then_some(())).is_some()
+}
+
+/// [`poll`] for async tests: `f` may borrow from the test (a client).
+pub async fn poll_async<T>(timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_EVERY.min(deadline - now)).await;
+    }
+}
+
+/// [`eventually`] for async tests.
+pub async fn eventually_async(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    poll_async(timeout, async || f().await.then_some(()))
+        .await
+        .is_some()
+}
+
+/// The native builder's name, `<goos>-<goarch>` (what the built-in local
+/// pool offers).
+pub fn builder() -> String {
+    format!(
+        "{}-{}",
+        gomote_shared::platform::goos(),
+        gomote_shared::platform::goarch()
+    )
+}
+
+/// The built-in local pool's host type for the native builder.
+pub fn local_host_type() -> String {
+    format!("host-{}-local", builder())
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: i32, signal: nix::sys::signal::Signal) -> Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .with_context(|| format!("sending {signal} to {pid}"))
+}
+
+/// Waits for every child and fails, with its stderr, on the first that
+/// did not exit 0.
+pub fn wait_all_ok(children: Vec<Child>) -> Result<()> {
+    for c in children {
+        let out = c.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "child exited {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A gzip'd tar of regular files (mode 0644, a fixed mtime).
+pub fn tgz(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, body) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, *body)?;
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&b.into_inner()?)?;
+    Ok(gz.finish()?)
+}
+
+/// The entry names of a gzip'd tar, in order, as written.
+pub fn tgz_names(data: &[u8]) -> Result<Vec<String>> {
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(data));
+    let mut names = Vec::new();
+    for e in ar.entries()? {
+        names.push(String::from_utf8(e?.path_bytes().into_owned())?);
+    }
+    Ok(names)
+}
+
+/// Every file (not directory) below `dir` whose path satisfies `want`;
+/// unreadable directories are passed over, links are not followed.
+pub fn find_files(dir: &Path, want: &impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(find_files(&p, want));
+        } else if want(&p) {
+            found.push(p);
+        }
+    }
+    found
 }
 
 /// Reports whether a process with this pid is still alive (and not a zombie).
@@ -292,10 +415,7 @@ pub fn kill_buildlets_under(dir: &Path) {
             continue;
         };
         if String::from_utf8_lossy(&cmd).contains(&needle) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = signal(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -343,6 +463,15 @@ impl GomoteEnv {
         Ok(GomoteEnv { dir, socket })
     }
 
+    /// Like [`GomoteEnv::new`], with room for `capacity` native instances
+    /// in the built-in local pool.
+    pub fn with_local_capacity(capacity: usize) -> Result<GomoteEnv> {
+        Self::new(&format!(
+            "[[coordinator.host_types]]\nname = \"{}\"\ncapacity = {capacity}\n",
+            local_host_type()
+        ))
+    }
+
     /// The working directory commands run in.
     pub fn work(&self) -> PathBuf {
         self.dir.path().join("work")
@@ -355,12 +484,14 @@ impl GomoteEnv {
             .current_dir(self.work())
             .env_remove("GOMOTE_GROUP")
             .env_remove("GOMOTED_SOCKET")
-            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
-            .env("XDG_DATA_HOME", self.dir.path().join("data"))
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("HOME", self.dir.path().join("home"))
-            .env("TMPDIR", self.dir.path().join("tmp"))
-            .env("GOMOTED_LOG", "warn");
+            .envs(self.env_vars());
+        Ok(c)
+    }
+
+    /// `cmd` with extra environment.
+    fn cmd_with(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Command> {
+        let mut c = self.cmd(args)?;
+        c.envs(env.iter().copied());
         Ok(c)
     }
 
@@ -371,11 +502,7 @@ impl GomoteEnv {
         env: &[(&str, &str)],
         stdin: Option<&[u8]>,
     ) -> Result<Output> {
-        use std::io::Write as _;
-        let mut c = self.cmd(args)?;
-        for (k, v) in env {
-            c.env(k, v);
-        }
+        let mut c = self.cmd_with(args, env)?;
         c.stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -419,18 +546,8 @@ impl GomoteEnv {
 
 impl Drop for GomoteEnv {
     fn drop(&mut self) {
-        // The daemon's pid is in its lock file.
-        let lock = self.dir.path().join("data/gomote/gomoted.lock");
-        if let Ok(s) = std::fs::read_to_string(lock)
-            && let Some(pid) = s
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if let Some(pid) = self.daemon_pid() {
+            let _ = signal(pid, nix::sys::signal::Signal::SIGKILL);
         }
         kill_buildlets_under(self.dir.path());
     }
@@ -494,6 +611,14 @@ impl GomoteEnv {
         self.dir.path().join("data/gomote/gomoted.lock")
     }
 
+    /// Kills this environment's daemon (and so its embedded coordinator)
+    /// with SIGKILL; returns its pid.
+    pub fn kill_daemon(&self) -> Result<i32> {
+        let pid = self.daemon_pid().context("no daemon running")?;
+        signal(pid, nix::sys::signal::Signal::SIGKILL)?;
+        Ok(pid)
+    }
+
     /// The pid in the lock file, if that process is alive.
     pub fn daemon_pid(&self) -> Option<i32> {
         let s = std::fs::read_to_string(self.lock_path()).ok()?;
@@ -541,10 +666,7 @@ impl GomoteEnv {
 
     /// A `gomote` child with this environment and piped output.
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Child> {
-        let mut c = self.cmd(args)?;
-        for (k, v) in env {
-            c.env(k, v);
-        }
+        let mut c = self.cmd_with(args, env)?;
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -571,5 +693,55 @@ pub mod timing {
     /// Milliseconds with three decimals.
     pub fn ms(d: Duration) -> String {
         format!("{:.3} ms", d.as_secs_f64() * 1e3)
+    }
+
+    /// `median X  p90 Y` (sorts the samples).
+    pub fn median_p90(v: &mut [Duration]) -> String {
+        format!("median {}  p90 {}", ms(median(v)), ms(p90(v)))
+    }
+}
+
+/// The ssh anchor the benchmarks measure against, set up by
+/// `tests/benches/ssh-anchor.sh` (which `./bench` runs first).
+pub mod anchor {
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Result, bail};
+
+    /// The ssh wrapper that multiplexes over one ControlMaster connection
+    /// to `root@127.0.0.1` (usable as `rsync -e`).
+    pub const RSH: &str = "/tmp/gomote-anchor/rsh";
+
+    /// What to run to set the anchor up.
+    pub const SETUP: &str = "tests/benches/ssh-anchor.sh";
+
+    /// Whether the anchor has been set up.
+    pub fn ready() -> bool {
+        Path::new(RSH).exists()
+    }
+
+    /// Times `n` runs of `true` over the ssh master connection, after two
+    /// untimed ones.
+    pub fn ssh_true(n: usize) -> Result<Vec<Duration>> {
+        if !ready() {
+            bail!("no ssh anchor (run {SETUP})");
+        }
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n + 2 {
+            let t = Instant::now();
+            let st = Command::new(RSH)
+                .args(["root@127.0.0.1", "true"])
+                .stdin(Stdio::null())
+                .status()?;
+            if !st.success() {
+                bail!("ssh anchor failed: {st} (run {SETUP})");
+            }
+            if i >= 2 {
+                out.push(t.elapsed());
+            }
+        }
+        Ok(out)
     }
 }

@@ -3,40 +3,22 @@
 //! both kinds, a file round trip through every transfer endpoint, auth,
 //! halt, and the heartbeat noticing a killed buildlet.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
-use flate2::Compression;
 use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
 use futures_util::StreamExt;
 use gomote_shared::buildlet_client::{
     BuildletClient, Error, ExecEvent, ExecOpts, ExecOutcome, Health, Heartbeat, HeartbeatConfig,
 };
-use gomote_tests::{Buildlet, BuildletOpts};
+use gomote_tests::{Buildlet, BuildletOpts, signal, tgz};
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn client_for(b: &Buildlet) -> Result<BuildletClient> {
     Ok(BuildletClient::new(&b.addr, b.password.clone())?)
-}
-
-/// A gzip'd tar of regular files.
-fn tgz(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, body) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, name, *body)?;
-    }
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-    gz.write_all(&b.into_inner()?)?;
-    Ok(gz.finish()?)
 }
 
 /// Serves `body` once over HTTP on a loopback port; returns its URL.
@@ -359,11 +341,14 @@ async fn client_heartbeat_notices_killed_buildlet() -> Result<()> {
             max_failures: 3,
         },
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A live buildlet stays alive through five probes. Time must pass for
+    // that (Alive is also the state before any probe), but a wrong verdict
+    // ends the wait at once.
+    let early = tokio::time::timeout(Duration::from_millis(500), hb.dead()).await;
+    ensure!(early.is_err(), "live buildlet declared dead: {early:?}");
     assert_eq!(hb.health(), Health::Alive);
 
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(b.pid())?);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)?;
+    signal(i32::try_from(b.pid())?, nix::sys::signal::Signal::SIGKILL)?;
     let started = Instant::now();
     let verdict = tokio::time::timeout(Duration::from_secs(10), hb.dead())
         .await

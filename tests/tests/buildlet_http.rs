@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use gomote_tests::{Buildlet, BuildletOpts, pid_alive};
+use gomote_tests::{Buildlet, BuildletOpts, eventually, pid_alive, tgz_names};
 use sha1::{Digest, Sha1};
 
 fn client() -> reqwest::Client {
@@ -424,10 +424,9 @@ fn exec_kills_process_group_when_client_disconnects() {
     };
     assert!(pids.iter().all(|p| pid_alive(*p)));
     drop(s);
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline && pids.iter().any(|p| pid_alive(*p)) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(1), || {
+        !pids.iter().any(|p| pid_alive(*p))
+    });
     for p in &pids {
         assert!(!pid_alive(*p), "process {p} survived the disconnect");
     }
@@ -581,13 +580,10 @@ async fn write_writetgz_tgz_and_removeall() {
         .bytes()
         .await
         .unwrap();
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&back[..]));
-    let names: Vec<String> = ar
-        .entries()
-        .unwrap()
-        .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
-        .collect();
-    assert_eq!(names, vec!["src/", "src/link", "src/main.go"]);
+    assert_eq!(
+        tgz_names(&back).unwrap(),
+        vec!["src/", "src/link", "src/main.go"]
+    );
     assert_eq!(c.get(b.url("/tgz")).send().await.unwrap().status(), 400);
 
     // POST with a URL: the buildlet fetches it (here, from a second buildlet).
@@ -681,6 +677,18 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let c = client();
     let before = snapshot(&b.workdir);
     let outside_before = snapshot(outside.path());
+    let assert_untouched = |what: &str| {
+        assert_eq!(
+            snapshot(&b.workdir),
+            before,
+            "{what} changed the work directory"
+        );
+        assert_eq!(
+            snapshot(outside.path()),
+            outside_before,
+            "{what} changed a file outside"
+        );
+    };
 
     let full = tgz(&[file("a.txt", &[b'x'; 4096]), file("b.txt", &[b'y'; 4096])]);
     let cases: Vec<(&str, String, Vec<u8>)> = vec![
@@ -775,16 +783,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
             1,
             "{what}: one-line reason, got {text:?}"
         );
-        assert_eq!(
-            snapshot(&b.workdir),
-            before,
-            "{what} changed the work directory"
-        );
-        assert_eq!(
-            snapshot(outside.path()),
-            outside_before,
-            "{what} changed a file outside"
-        );
+        assert_untouched(what);
     }
     for (what, paths) in [
         ("removeall through symlink", vec!["escape/victim"]),
@@ -799,16 +798,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
             .await
             .unwrap();
         assert_eq!(r.status(), 400, "{what}");
-        assert_eq!(
-            snapshot(&b.workdir),
-            before,
-            "{what} changed the work directory"
-        );
-        assert_eq!(
-            snapshot(outside.path()),
-            outside_before,
-            "{what} changed a file outside"
-        );
+        assert_untouched(what);
     }
     for (what, q) in [
         ("ls through symlink", "/ls?dir=escape/x"),

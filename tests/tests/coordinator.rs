@@ -3,14 +3,13 @@
 //! codes, expiry, restart, a dead buildlet, transfers and their refusals,
 //! and the creation queue.
 
-use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use gomote_shared::proto::create_instance_response::Status as CreateStatus;
 use gomote_shared::proto::gomote_service_client::GomoteServiceClient;
 use gomote_shared::proto::*;
-use gomote_tests::Coordinator;
+use gomote_tests::{Coordinator, eventually_async, poll_async, signal, tgz_names};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -70,6 +69,16 @@ host_type = "host-other"
 /// Creates an instance and returns the COMPLETE message's Instance, with
 /// the WAITING messages seen before it.
 async fn create(cl: &mut Client, builder: &str) -> (Instance, Vec<i64>) {
+    create_seen(cl, builder, |_| {}).await
+}
+
+/// [`create`], calling `seen` with each message's `waiters_ahead` as it
+/// arrives (so a test can tell when a create is queued).
+async fn create_seen(
+    cl: &mut Client,
+    builder: &str,
+    mut seen: impl FnMut(i64),
+) -> (Instance, Vec<i64>) {
     let mut s = cl
         .create_instance(CreateInstanceRequest {
             builder_type: builder.into(),
@@ -88,6 +97,7 @@ async fn create(cl: &mut Client, builder: &str) -> (Instance, Vec<i64>) {
         } else {
             assert_eq!(m.status, CreateStatus::Waiting as i32);
             assert!(m.instance.is_none());
+            seen(m.waiters_ahead);
             waits.push(m.waiters_ahead);
         }
     }
@@ -120,20 +130,26 @@ async fn exec_req(cl: &mut Client, req: ExecuteCommandRequest) -> (String, Resul
     (String::from_utf8_lossy(&out).into_owned(), Ok(()))
 }
 
-fn tgz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, body) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_path(name).unwrap();
-        h.set_cksum();
-        b.append(&h, *body).unwrap();
+/// The number of entries in each message of a streamed listing of `dir`.
+async fn streamed_sizes(cl: &mut Client, id: &str, dir: &str) -> Vec<usize> {
+    let mut s = cl
+        .list_directory_streaming(ListDirectoryRequest {
+            gomote_id: id.into(),
+            directory: dir.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sizes = Vec::new();
+    while let Some(m) = s.next().await {
+        sizes.push(m.unwrap().entries.len());
     }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&b.into_inner().unwrap()).unwrap();
-    gz.finish().unwrap()
+    sizes
+}
+
+fn tgz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    gomote_tests::tgz(files).unwrap()
 }
 
 /// Uploads `data` as Go's client does; returns the object URL.
@@ -323,32 +339,17 @@ async fn every_rpc_happy_path() {
     })
     .await
     .unwrap();
-    let mut s = cl
-        .list_directory_streaming(ListDirectoryRequest {
-            gomote_id: id.clone(),
-            directory: "many".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut sizes = Vec::new();
-    while let Some(m) = s.next().await {
-        sizes.push(m.unwrap().entries.len());
-    }
-    assert_eq!(sizes, vec![100, 100, 50]);
+    assert_eq!(
+        streamed_sizes(&mut cl, &id, "many").await,
+        vec![100, 100, 50]
+    );
     let (_, res) = exec(&mut cl, &id, "/bin/mkdir", &["-p", "empty"]).await;
     res.unwrap();
-    let mut s = cl
-        .list_directory_streaming(ListDirectoryRequest {
-            gomote_id: id.clone(),
-            directory: "empty".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(s.next().await.is_none(), "no message for an empty listing");
+    assert_eq!(
+        streamed_sizes(&mut cl, &id, "empty").await,
+        Vec::<usize>::new(),
+        "no message for an empty listing"
+    );
     let missing = cl
         .list_directory(ListDirectoryRequest {
             gomote_id: id.clone(),
@@ -384,13 +385,10 @@ async fn every_rpc_happy_path() {
         .into_inner()
         .url;
     let body = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&body[..]));
-    let names: Vec<String> = ar
-        .entries()
-        .unwrap()
-        .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
-        .collect();
-    assert_eq!(names, vec!["src/", "src/a.go", "src/b.go"]);
+    assert_eq!(
+        tgz_names(&body).unwrap(),
+        vec!["src/", "src/a.go", "src/b.go"]
+    );
     let tampered = url.replace("sig=", "sig=00");
     assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 403);
 
@@ -630,8 +628,18 @@ async fn queue_reports_waiters_and_serves_in_order() {
     let mut cl = client(&c, Some(&t)).await;
     let (first, _) = create(&mut cl, "other-os").await; // capacity 1
     let mut cl2 = cl.clone();
-    let waiter = tokio::spawn(async move { create(&mut cl2, "other-os").await });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (queued_tx, mut queued) = tokio::sync::mpsc::unbounded_channel();
+    let waiter = tokio::spawn(async move {
+        create_seen(&mut cl2, "other-os", |ahead| {
+            let _ = queued_tx.send(ahead);
+        })
+        .await
+    });
+    // The second create says it is waiting, and keeps waiting.
+    let ahead = tokio::time::timeout(Duration::from_secs(30), queued.recv())
+        .await
+        .expect("no WAITING message for the second create");
+    assert_eq!(ahead, Some(0));
     assert!(
         !waiter.is_finished(),
         "second create must wait for capacity"
@@ -664,29 +672,24 @@ async fn idle_instances_expire() {
     })
     .await
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = cl
-            .list_instances(ListInstancesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .instances
-            .len();
-        if n == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "instance never expired");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(
+        eventually_async(Duration::from_secs(10), async || {
+            cl.list_instances(ListInstancesRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .instances
+                .is_empty()
+        })
+        .await,
+        "instance never expired"
+    );
     // Its buildlet is halted and its directory removed shortly after.
-    while std::path::Path::new(&inst.working_dir).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "expired instance never cleaned up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let dir = std::path::Path::new(&inst.working_dir);
+    assert!(
+        eventually_async(Duration::from_secs(10), async || !dir.exists()).await,
+        "expired instance never cleaned up"
+    );
 }
 
 #[tokio::test]
@@ -716,26 +719,18 @@ async fn restart_keeps_instances_and_dead_buildlet_is_reported() {
     let (out, res) = exec(&mut cl, &b.gomote_id, "/bin/sh", &["-c", "echo $PPID"]).await;
     res.unwrap();
     let pid: i32 = out.trim().parse().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let t0 = Instant::now();
-    let msg = loop {
-        let (_, res) = exec(&mut cl, &b.gomote_id, "/bin/true", &[]).await;
-        if let Err(e) = res
-            && e.message().contains("died at")
-        {
-            assert_eq!(e.code(), Code::Aborted);
-            break e.message().to_string();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "dead buildlet not noticed within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    signal(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let e = poll_async(Duration::from_secs(30), async || {
+        exec(&mut cl, &b.gomote_id, "/bin/true", &[])
+            .await
+            .1
+            .err()
+            .filter(|e| e.message().contains("died at"))
+    })
+    .await
+    .expect("dead buildlet not noticed within 30 s");
+    assert_eq!(e.code(), Code::Aborted);
+    let msg = e.message().to_string();
     assert!(msg.contains(&b.gomote_id), "{msg}");
     let e = cl
         .instance_alive(InstanceAliveRequest {

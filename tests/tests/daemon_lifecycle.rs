@@ -5,32 +5,10 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gomote_shared::api;
-use gomote_tests::{GomoteEnv, bin, pid_alive};
-
-fn builder() -> String {
-    format!(
-        "{}-{}",
-        gomote_shared::platform::goos(),
-        gomote_shared::platform::goarch()
-    )
-}
-
-/// Polls `f` until it holds or `timeout` passes.
-fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use gomote_tests::{GomoteEnv, bin, builder, eventually, find_files, pid_alive, wait_all_ok};
 
 /// The `key: value` lines of `gomote daemon status`.
 fn status_field(status: &str, key: &str) -> String {
@@ -97,14 +75,7 @@ fn first_command_autostarts() {
 fn concurrent_first_commands_start_one_daemon() {
     let env = GomoteEnv::new("").unwrap();
     let children: Vec<_> = (0..4).map(|_| env.spawn(&["list"], &[]).unwrap()).collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    wait_all_ok(children).unwrap();
     let pid = env.daemon_pid().expect("a daemon holds the lock");
     // A loser (none is expected) would exit right after failing the lock.
     assert!(
@@ -116,9 +87,7 @@ fn concurrent_first_commands_start_one_daemon() {
     let children: Vec<_> = (0..3)
         .map(|_| env.spawn(&["daemon", "start"], &[]).unwrap())
         .collect();
-    for c in children {
-        assert!(c.wait_with_output().unwrap().status.success());
-    }
+    wait_all_ok(children).unwrap();
     assert_eq!(env.gomoted_pids(), vec![pid]);
 }
 
@@ -181,23 +150,6 @@ fn newer_daemon_is_only_warned_about() {
     assert_eq!(env.daemon_pid(), Some(pid));
 }
 
-/// Every file named `name` under `dir`.
-fn find(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            found.extend(find(&p, name));
-        } else if e.file_name() == name {
-            found.push(p);
-        }
-    }
-    found
-}
-
 #[test]
 fn daemon_killed_mid_run() {
     let env = GomoteEnv::new("").unwrap();
@@ -221,19 +173,17 @@ fn daemon_killed_mid_run() {
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "start\n");
-    let pid = env.daemon_pid().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pid = env.kill_daemon().unwrap();
     let status = child.wait().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(api::exit::DAEMON_DIED), "{err}");
     assert!(err.contains("daemon died"), "{err}");
 
-    let files = find(&env.dir.path().join("tmp"), &format!("{name}.stdout"));
+    let saved_name = format!("{name}.stdout");
+    let files = find_files(&env.dir.path().join("tmp"), &|p| {
+        p.file_name().is_some_and(|n| *n == *saved_name)
+    });
     assert_eq!(files.len(), 1, "{files:?}");
     let saved = std::fs::read_to_string(&files[0]).unwrap();
     assert!(saved.starts_with("start\n"), "{saved:?}");

@@ -4,17 +4,11 @@
 //! exit codes, concurrent group edits, direct buildlets and bad input.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gomote_tests::{Buildlet, GomoteEnv, goroot_copy, pid_alive};
-
-fn builder() -> String {
-    format!(
-        "{}-{}",
-        gomote_shared::platform::goos(),
-        gomote_shared::platform::goarch()
-    )
-}
+use gomote_tests::{
+    Buildlet, GomoteEnv, builder, eventually, goroot_copy, pid_alive, poll, signal, wait_all_ok,
+};
 
 fn lines(s: &str) -> Vec<String> {
     s.lines().map(str::to_string).collect()
@@ -134,32 +128,16 @@ fn groups_broadcast_and_destroy_group() {
     }
     // One failing member does not cancel the others; exit 1 with a line naming it.
     let first = made.iter().next().unwrap().clone();
-    let o = env
-        .run_with(
-            &[
-                "run",
-                "/bin/sh",
-                "-c",
-                "test -e $WORKDIR/fail && exit 5; sleep 0.3; echo done",
-            ],
-            &g,
-            None,
-        )
-        .unwrap();
+    // The others are still running when the failing one exits.
+    let fail_where_marked = || {
+        let script = "test -e $WORKDIR/fail && exit 5; sleep 0.3; echo done";
+        env.run_with(&["run", "/bin/sh", "-c", script], &g, None)
+            .unwrap()
+    };
+    let o = fail_where_marked();
     assert_eq!(o.code, 0, "{}", o.stderr);
     env.ok(&["run", &first, "/usr/bin/touch", "fail"]).unwrap();
-    let o = env
-        .run_with(
-            &[
-                "run",
-                "/bin/sh",
-                "-c",
-                "test -e $WORKDIR/fail && exit 5; sleep 0.3; echo done",
-            ],
-            &g,
-            None,
-        )
-        .unwrap();
+    let o = fail_where_marked();
     assert_eq!(o.code, 1, "{}", o.stderr);
     assert!(
         o.stderr
@@ -327,18 +305,17 @@ fn exit_codes_and_ctrl_c() {
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     let remote: i32 = line.trim().parse().unwrap();
     assert!(pid_alive(remote));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+    signal(
+        i32::try_from(child.id()).unwrap(),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    let t = Instant::now();
-    while pid_alive(remote) && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!pid_alive(remote), "remote command survived Ctrl-C");
+    assert!(
+        eventually(Duration::from_secs(5), || !pid_alive(remote)),
+        "remote command survived Ctrl-C"
+    );
 }
 
 #[test]
@@ -357,14 +334,7 @@ fn concurrent_group_edits_lose_nothing() {
             c.spawn().unwrap()
         })
         .collect();
-    for h in handles {
-        let out = h.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    wait_all_ok(handles).unwrap();
     let gl = env.ok(&["group", "list"]).unwrap();
     for m in &made {
         assert!(gl.contains(m.as_str()), "{m} lost: {gl}");
@@ -446,6 +416,8 @@ fn keep_alive_by_group_membership() {
     let o = env.run_with(&["create", &builder()], &g, None).unwrap();
     assert_eq!(o.code, 0, "{}", o.stderr);
     let name = o.stdout.trim().to_string();
+    // Time must pass here, not a condition come true: more than twice the
+    // 3 s expiry, so an instance not kept alive would be gone by now.
     std::thread::sleep(Duration::from_secs(7));
     let list = env.ok(&["list"]).unwrap();
     assert!(
@@ -459,21 +431,17 @@ fn keep_alive_by_group_membership() {
 
     env.ok(&["-group", "keep", "group", "remove", &name])
         .unwrap();
-    let t = Instant::now();
-    while !env.ok(&["list"]).unwrap().is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "instance never expired after leaving the group"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    // Let the daemon's next pass notice, then the next command says why.
-    std::thread::sleep(Duration::from_secs(2));
-    let o = env.run(&["run", &name, "/bin/true"]).unwrap();
-    assert_eq!(o.code, 1);
+    let none_listed = || env.ok(&["list"]).unwrap().is_empty();
     assert!(
-        o.stderr.contains("expired"),
-        "says why it is gone: {}",
-        o.stderr
+        eventually(Duration::from_secs(20), none_listed),
+        "instance never expired after leaving the group"
     );
+    // Once the daemon's next pass has noticed, a command says why it is gone.
+    let run = || env.run(&["run", &name, "/bin/true"]).unwrap();
+    let o = poll(Duration::from_secs(10), || {
+        let o = run();
+        o.stderr.contains("expired").then_some(o)
+    })
+    .unwrap_or_else(|| panic!("never says why it is gone: {:?}", run()));
+    assert_eq!(o.code, 1, "{o:?}");
 }

@@ -10,15 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use gomote_tests::{GomoteEnv, Output};
-
-fn builder() -> String {
-    format!(
-        "{}-{}",
-        gomote_shared::platform::goos(),
-        gomote_shared::platform::goarch()
-    )
-}
+use gomote_tests::{GomoteEnv, Output, builder, eventually, find_files};
 
 /// `gomote args...` with GOROOT set.
 fn g(env: &GomoteEnv, root: &Path, args: &[&str]) -> Result<Output> {
@@ -374,16 +366,26 @@ fn a_push_killed_half_way_leaves_no_half_file_and_the_next_completes() {
         }
     });
     rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    // Kill the daemon (and the embedded coordinator with it) once parts
-    // are on their way.
+    // Kill the daemon (and the embedded coordinator with it) as soon as a
+    // first big file has landed in its place on the instance's disk
+    // (somewhere in this environment: the local tree is elsewhere), not in
+    // a staging directory.
+    let landed = || {
+        !find_files(env.dir.path(), &|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("big")
+                && name.ends_with(".bin")
+                && p.parent().is_some_and(|d| d.ends_with("go/src"))
+                && !p.to_string_lossy().contains("/.untar-")
+        })
+        .is_empty()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), landed),
+        "no part of the push ever landed"
+    );
     let start = Instant::now();
-    std::thread::sleep(Duration::from_millis(100));
-    let pid = env.daemon_pid().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    env.kill_daemon().unwrap();
     let status = child.wait().unwrap();
     assert_ne!(status.code(), Some(0), "push survived its daemon?");
     assert!(start.elapsed() < Duration::from_secs(30));
@@ -408,15 +410,12 @@ fn a_push_killed_half_way_leaves_no_half_file_and_the_next_completes() {
     assert_in_step(&env, root, &inst, &SKIP);
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Fails the test unless `f` holds within 15 s.
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    assert!(
+        eventually(Duration::from_secs(15), f),
+        "timed out waiting for {what}"
+    );
 }
 
 #[test]
@@ -486,6 +485,8 @@ fn watch_pushes_saves_and_a_plain_push_is_a_barrier() {
             .contains("on save")
     );
     write(root, "src/pkg2/after.go", "package p\n");
+    // Nothing to wait for: this checks that nothing happens, so it gives a
+    // watcher (which pushes a save within milliseconds) time to misbehave.
     std::thread::sleep(Duration::from_millis(400));
     assert!(!remote_view(&env, root, &inst, &[]).contains_key("src/pkg2/after.go"));
     ok(&env, root, &["push", &inst]).unwrap();
