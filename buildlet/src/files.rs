@@ -4,7 +4,7 @@
 //! removed through a symlink inside the work directory, and files appear by
 //! atomic rename, never half-written.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -172,16 +172,10 @@ fn write_file(
             .open(&tmp)
             .map_err(|e| fs_err("open", &tmp, e))?;
         let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(WriteError::Body(e)),
-            };
-            f.write_all(&buf[..n])
-                .map_err(|e| fs_err("write", &tmp, e))?;
-        }
+        safefs::copy(body, &mut f, &mut buf).map_err(|e| match e {
+            safefs::CopyError::Read(e) => WriteError::Body(e),
+            safefs::CopyError::Write(e) => fs_err("write", &tmp, e),
+        })?;
         // Go chmods after writing so the exact mode (setuid included) wins
         // over the umask.
         f.set_permissions(std::fs::Permissions::from_mode(unix_mode))

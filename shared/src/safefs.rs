@@ -1,11 +1,12 @@
 //! File-system operations confined to a root directory: nothing is created,
 //! removed or read through a symlink that already exists below the root.
 //! Go's buildlet follows such links; ours refuses (issue: a tar entry `a/b`
-//! where `a` links to `/etc` must not write into `/etc`).
+//! where `a` links to `/etc` must not write into `/etc`). Also the one copy
+//! loop that streams a client's bytes into a file below the root.
 
 use std::collections::HashSet;
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +56,39 @@ impl SafeFsError {
             path: path.display().to_string(),
             source,
         }
+    }
+}
+
+/// Which side of [`copy`] failed: the callers answer a bad source (the
+/// client's body, an archive) differently from a failed destination (disk).
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// Reading the source failed.
+    #[error("read: {0}")]
+    Read(io::Error),
+    /// Writing the destination failed.
+    #[error("write: {0}")]
+    Write(io::Error),
+}
+
+/// Copies `src` to `dst` through `buf` until `src` ends, retrying reads a
+/// signal interrupted, and returns the bytes copied. `std::io::copy` would
+/// do, but cannot say which side failed.
+pub fn copy<R, W>(src: &mut R, dst: &mut W, buf: &mut [u8]) -> Result<u64, CopyError>
+where
+    R: Read + ?Sized,
+    W: Write + ?Sized,
+{
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        dst.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        total += n as u64;
     }
 }
 
@@ -281,6 +315,60 @@ mod tests {
         remove_all(root.path(), Path::new("link")).unwrap();
         assert!(!root.path().join("link").exists());
         assert!(outside.path().join("keep").exists());
+    }
+
+    /// Fails its first read with EINTR, then its second with `fail`.
+    struct Flaky {
+        reads: usize,
+        fail: Option<io::ErrorKind>,
+    }
+
+    impl Read for Flaky {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            match self.reads {
+                1 => Err(io::ErrorKind::Interrupted.into()),
+                2 => match self.fail {
+                    Some(k) => Err(k.into()),
+                    None => {
+                        buf[..3].copy_from_slice(b"abc");
+                        Ok(3)
+                    }
+                },
+                3 => {
+                    buf[..2].copy_from_slice(b"de");
+                    Ok(2)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn copy_retries_interrupted_reads_and_names_the_failing_side() {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8];
+        let mut src = Flaky {
+            reads: 0,
+            fail: None,
+        };
+        assert_eq!(copy(&mut src, &mut out, &mut buf).unwrap(), 5);
+        assert_eq!(out, b"abcde");
+
+        let mut src = Flaky {
+            reads: 0,
+            fail: Some(io::ErrorKind::ConnectionReset),
+        };
+        let e = copy(&mut src, &mut Vec::new(), &mut buf).unwrap_err();
+        assert!(matches!(e, CopyError::Read(ref e) if e.kind() == io::ErrorKind::ConnectionReset));
+
+        let mut full = [0u8; 2];
+        let mut src = Flaky {
+            reads: 0,
+            fail: None,
+        };
+        let e = copy(&mut src, &mut &mut full[..], &mut buf).unwrap_err();
+        assert!(matches!(e, CopyError::Write(ref e) if e.kind() == io::ErrorKind::WriteZero));
     }
 
     #[test]

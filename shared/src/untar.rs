@@ -7,13 +7,13 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::relpath;
-use crate::safefs::{DirCache, SafeFsError};
+use crate::safefs::{self, CopyError, DirCache, SafeFsError};
 
 /// Why an extraction failed. Nothing in the target changed unless the error
 /// is [`UntarError::Commit`].
@@ -209,15 +209,10 @@ fn stage<R: Read>(
                     .mode(mode)
                     .open(&staged)
                     .map_err(UntarError::Staging)?;
-                loop {
-                    let k = match entry.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(k) => k,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(UntarError::BadArchive(e)),
-                    };
-                    f.write_all(&buf[..k]).map_err(UntarError::Staging)?;
-                }
+                safefs::copy(&mut entry, &mut f, &mut buf).map_err(|e| match e {
+                    CopyError::Read(e) => UntarError::BadArchive(e),
+                    CopyError::Write(e) => UntarError::Staging(e),
+                })?;
                 let when = clamp_mtime(mtime, start);
                 // Errors setting times are ignored, as Go does.
                 let _ = f.set_times(fs::FileTimes::new().set_accessed(when).set_modified(when));
@@ -440,6 +435,7 @@ impl<R: Read> HeaderProbe for flate2::read::GzDecoder<R> {
 mod tests {
     use super::*;
     use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
 
     fn tgz(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
