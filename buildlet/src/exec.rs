@@ -8,7 +8,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use gomote_shared::gofmt;
+use gomote_shared::{gofmt, relpath};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use http_body::Frame;
 use http_body_util::StreamBody;
@@ -116,21 +116,6 @@ pub fn resolve(app: &App, form: &Form) -> Result<Spec, Refusal> {
     })
 }
 
-/// Lexically cleans an absolute path (Go's `filepath.Clean`).
-fn clean_abs(p: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -155,10 +140,9 @@ fn resolve_cmd(wd: &Path, cmd: &str, sys: bool) -> Result<PathBuf, Refusal> {
         return Err(refuse(StatusCode::BAD_REQUEST, "requires 'cmd' parameter"));
     }
     if cmd.starts_with('/') {
-        return Ok(clean_abs(Path::new(cmd)));
+        return Ok(relpath::clean(Path::new(cmd)));
     }
-    let rel = gomote_shared::relpath::validate(cmd)
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let rel = relpath::validate(cmd).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     if cmd.contains('/') {
         if sys {
             return Err(refuse(
@@ -192,10 +176,9 @@ fn resolve_dir(wd: &Path, dir: &str, cmd: &Path, sys: bool) -> Result<PathBuf, R
         });
     }
     if dir.starts_with('/') {
-        return Ok(clean_abs(Path::new(dir)));
+        return Ok(relpath::clean(Path::new(dir)));
     }
-    let rel = gomote_shared::relpath::validate(dir)
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let rel = relpath::validate(dir).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok(wd.join(rel))
 }
 
@@ -501,6 +484,14 @@ mod tests {
         assert_eq!(
             resolve_cmd(wd, "/bin/../bin/sh", false).unwrap(),
             PathBuf::from("/bin/sh")
+        );
+        assert_eq!(
+            resolve_cmd(wd, "/../bin/./sh", false).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        assert_eq!(
+            resolve_dir(wd, "/w/go/../src/", Path::new("/bin/sh"), false).unwrap(),
+            PathBuf::from("/w/src")
         );
         assert_eq!(
             resolve_cmd(wd, "go/bin/go", false).unwrap(),

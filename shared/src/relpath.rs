@@ -1,5 +1,7 @@
 //! The one validation function every client-supplied path goes through
-//! (PROTOCOL.md 2.3, `nativeRelPath`), made a little stricter than Go's.
+//! (PROTOCOL.md 2.3, `nativeRelPath`), made a little stricter than Go's,
+//! and the lexical path rules it rests on: cleaning, and whether a path
+//! stays under a directory.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -49,19 +51,44 @@ pub fn validate(p: &str) -> Result<PathBuf, RelPathError> {
     if p.starts_with('/') {
         return Err(RelPathError::Absolute(p.to_string()));
     }
-    let mut out: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if out.pop().is_none() {
-                    return Err(RelPathError::Parent(p.to_string()));
+    if !is_under(Path::new(""), Path::new(p)) {
+        return Err(RelPathError::Parent(p.to_string()));
+    }
+    Ok(clean(Path::new(p)))
+}
+
+/// Cleans `p` lexically, as Go's `filepath.Clean` does, without looking at
+/// the file system: drops `.` and empty components, folds `name/..`, drops
+/// `..` right after the root (`/..` is `/`), and keeps the leading `..` of
+/// a relative path that climbs above its start. An empty result stands for
+/// the starting directory itself (Go would write `.`).
+pub fn clean(p: &Path) -> PathBuf {
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
                 }
-            }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                None | Some(Component::ParentDir | Component::CurDir) => out.push(c),
+            },
             other => out.push(other),
         }
     }
-    Ok(out.iter().collect())
+    out.iter().collect()
+}
+
+/// Reports whether `path` is `dir` or lies below it, judged lexically on
+/// whole components after cleaning both: `a/bc` is not under `a/b`, and
+/// `a/b/../../x` is not under `a`. A relative path is never under an
+/// absolute directory, nor the reverse. Symlinks are not resolved: callers
+/// that touch the file system pair this with [`crate::safefs`].
+pub fn is_under(dir: &Path, path: &Path) -> bool {
+    let (dir, path) = (clean(dir), clean(path));
+    path.strip_prefix(&dir)
+        .is_ok_and(|rest| rest.components().all(|c| matches!(c, Component::Normal(_))))
 }
 
 /// Reports whether `rel` (already validated) names the base directory itself.
@@ -77,24 +104,8 @@ pub fn symlink_target_stays_inside(link_rel: &Path, target: &Path) -> bool {
     if target.is_absolute() {
         return false;
     }
-    let mut depth: Vec<Component<'_>> = link_rel.parent().map_or_else(Vec::new, |p| {
-        p.components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .collect()
-    });
-    for c in target.components() {
-        match c {
-            Component::Normal(_) => depth.push(c),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
+    let from = link_rel.parent().unwrap_or(Path::new(""));
+    is_under(Path::new(""), &from.join(target))
 }
 
 #[cfg(test)]
@@ -140,6 +151,46 @@ mod tests {
     fn error_text_is_one_line() {
         let e = validate("../etc/passwd").unwrap_err().to_string();
         assert_eq!(e, "path \"../etc/passwd\" refers to a parent directory");
+    }
+
+    #[test]
+    fn cleans_like_go() {
+        for (input, want) in [
+            ("", ""),
+            (".", ""),
+            ("a/./b/", "a/b"),
+            ("a//b", "a/b"),
+            ("a/b/..", "a"),
+            ("a/../..", ".."),
+            ("../../a/../b", "../../b"),
+            ("/", "/"),
+            ("/..", "/"),
+            ("/../a/./b/../c", "/a/c"),
+            ("//a", "/a"),
+        ] {
+            assert_eq!(clean(Path::new(input)), PathBuf::from(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn under_a_directory() {
+        let yes = |d: &str, p: &str| is_under(Path::new(d), Path::new(p));
+        assert!(yes("a/b", "a/b"));
+        assert!(yes("a/b", "a/b/c"));
+        assert!(yes("a/b", "a/./b/c/../d"));
+        assert!(yes("", "x"));
+        assert!(yes("", "."));
+        assert!(yes("/", "/etc"));
+        assert!(yes("/w", "/w/go/../src"));
+        assert!(yes("..", "../a"));
+        assert!(!yes("a/b", "a/bc"), "a sibling sharing a prefix");
+        assert!(!yes("a/b", "a"));
+        assert!(!yes("a", "a/b/../../x"));
+        assert!(!yes("", ".."));
+        assert!(!yes("", "a/../../x"));
+        assert!(!yes("/w", "/w/../etc"));
+        assert!(!yes("/w", "w/x"), "relative is not under absolute");
+        assert!(!yes("w", "/w/x"), "absolute is not under relative");
     }
 
     #[test]
