@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use parking_lot::Mutex;
 
 /// Subdirectories the buildlet creates and points the Go tool at.
 pub const SCRATCH_DIRS: [&str; 3] = ["tmp", "gocache", "goplscache"];
@@ -89,9 +90,7 @@ impl WorkDir {
 
     /// Remembers a running process group until the guard is dropped.
     pub fn track(&self, pgid: i32) -> ProcGuard {
-        if let Ok(mut p) = self.procs.lock() {
-            p.insert(pgid);
-        }
+        self.procs.lock().insert(pgid);
         ProcGuard {
             pgid,
             procs: self.procs.clone(),
@@ -100,11 +99,7 @@ impl WorkDir {
 
     /// Kills every running process group (on halt and shutdown).
     pub fn kill_all(&self) {
-        let groups: Vec<i32> = self
-            .procs
-            .lock()
-            .map(|p| p.iter().copied().collect())
-            .unwrap_or_default();
+        let groups: Vec<i32> = self.procs.lock().iter().copied().collect();
         for g in groups {
             let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
         }
@@ -120,8 +115,29 @@ pub struct ProcGuard {
 
 impl Drop for ProcGuard {
     fn drop(&mut self) {
-        if let Ok(mut p) = self.procs.lock() {
-            p.remove(&self.pgid);
-        }
+        self.procs.lock().remove(&self.pgid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_survives_a_panic_while_the_registry_is_locked() {
+        // A poisoned std Mutex made `track` silently stop registering
+        // process groups, so `kill_all` on halt would have missed them.
+        let d = tempfile::tempdir().unwrap();
+        let wd = WorkDir::init(d.path()).unwrap();
+        let procs = wd.procs.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = procs.lock();
+            panic!("panicking while holding the process registry");
+        })
+        .join();
+        let guard = wd.track(4_000_000);
+        assert!(wd.procs.lock().contains(&4_000_000));
+        drop(guard);
+        assert!(wd.procs.lock().is_empty());
     }
 }

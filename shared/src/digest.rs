@@ -105,7 +105,7 @@ impl Stamp {
 /// unchanged tree hashes nothing. Bounded: past `MAX` entries it starts over.
 #[derive(Debug, Default)]
 pub struct DigestCache {
-    map: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, (Stamp, String)>>,
+    map: parking_lot::Mutex<std::collections::HashMap<std::path::PathBuf, (Stamp, String)>>,
 }
 
 impl DigestCache {
@@ -115,13 +115,13 @@ impl DigestCache {
     /// file changed since it was last hashed.
     pub fn sha1(&self, path: &Path, md: &std::fs::Metadata) -> std::io::Result<String> {
         let stamp = Stamp::of(md);
-        if let Some((s, d)) = self.map.lock().unwrap_or_else(|p| p.into_inner()).get(path)
+        if let Some((s, d)) = self.map.lock().get(path)
             && *s == stamp
         {
             return Ok(d.clone());
         }
         let d = sha1_file(path)?;
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.map.lock();
         if m.len() >= Self::MAX {
             m.clear();
         }
