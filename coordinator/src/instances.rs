@@ -5,15 +5,17 @@
 //! restarted coordinator still knows its instances.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use gomote_shared::buildlet_client::{BuildletClient, Heartbeat};
+use gomote_shared::timefmt::unix;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tonic::Status;
 
-use crate::local_pool::Started;
+use crate::error::CoordError;
+use crate::pool::Handle;
 use crate::queue::Permit;
 
 /// What is persisted about an instance.
@@ -33,8 +35,8 @@ pub struct Record {
     pub expires: i64,
     /// The buildlet's work directory.
     pub working_dir: String,
-    /// The local buildlet.
-    pub buildlet: Started,
+    /// Its machine, as the pool that started it describes it.
+    pub buildlet: Handle,
 }
 
 /// Why an instance can no longer be used.
@@ -58,24 +60,6 @@ pub struct Instance {
     heartbeat: Mutex<Option<Heartbeat>>,
 }
 
-/// Unix seconds of a time.
-pub fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// RFC 3339 (UTC, seconds) of a time, for messages.
-pub fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("@{}", unix(t)))
-}
-
 impl Instance {
     /// Wraps a record with its client and queue slot.
     pub fn new(rec: Record, client: BuildletClient, permit: Permit) -> Instance {
@@ -91,7 +75,7 @@ impl Instance {
 
     /// A copy of the record.
     pub fn record(&self) -> Record {
-        self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rec.lock().clone()
     }
 
     /// Its name.
@@ -101,27 +85,26 @@ impl Instance {
 
     /// Keeps the heartbeat task alive as long as the instance.
     pub fn set_heartbeat(&self, hb: Heartbeat) {
-        *self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(hb);
+        *self.heartbeat.lock() = Some(hb);
     }
 
     /// Records that the buildlet died.
     pub fn mark_dead(&self, when: SystemTime, why: String) {
-        let mut d = self.death.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self.death.lock();
         if d.is_none() {
             *d = Some(Death { when, why });
         }
     }
 
     /// Fails with which instance died and when, if it did.
-    pub fn check_alive(&self) -> Result<(), Status> {
-        match &*self.death.lock().unwrap_or_else(|p| p.into_inner()) {
+    pub fn check_alive(&self) -> Result<(), CoordError> {
+        match &*self.death.lock() {
             None => Ok(()),
-            Some(d) => Err(Status::aborted(format!(
-                "instance {} died at {}: {}",
-                self.id(),
-                rfc3339(d.when),
-                d.why
-            ))),
+            Some(d) => Err(CoordError::Dead {
+                id: self.id(),
+                when: d.when,
+                why: d.why.clone(),
+            }),
         }
     }
 
@@ -132,7 +115,7 @@ impl Instance {
     }
 
     fn renew(&self, idle: Duration) -> Record {
-        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = self.rec.lock();
         r.expires = unix(SystemTime::now() + idle);
         r.clone()
     }
@@ -199,8 +182,8 @@ impl Table {
     /// Picks the lowest free `<user>-<builder>-<n>` and holds it until
     /// [`Table::insert`] or [`Table::release`].
     pub fn reserve(&self, user: &str, builder: &str) -> String {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.map.lock();
+        let mut reserved = self.reserved.lock();
         let mut n = 0u64;
         loop {
             let name = format!("{user}-{builder}-{n}");
@@ -214,10 +197,7 @@ impl Table {
 
     /// Gives back a reserved name that was not used.
     pub fn release(&self, name: &str) {
-        self.reserved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.reserved.lock().remove(name);
     }
 
     /// Adds an instance (its name reserved before, or restored).
@@ -225,10 +205,7 @@ impl Table {
         let rec = inst.record();
         self.persist(&rec);
         self.flush();
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(rec.id.clone(), inst);
+        self.map.lock().insert(rec.id.clone(), inst);
         self.release(&rec.id);
     }
 
@@ -236,26 +213,20 @@ impl Table {
     pub fn remove(&self, id: &str) -> Option<Arc<Instance>> {
         let _ = self.db.remove(id.as_bytes());
         self.flush();
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
+        self.map.lock().remove(id)
     }
 
     /// Go's `session(id, owner)`: NotFound when it does not exist,
     /// PermissionDenied when another user owns it; renews its expiry.
-    pub fn session(&self, id: &str, owner: &str) -> Result<Arc<Instance>, Status> {
+    pub fn session(&self, id: &str, owner: &str) -> Result<Arc<Instance>, CoordError> {
         let inst = self
             .map
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .cloned()
-            .ok_or_else(|| Status::not_found("specified gomote instance does not exist"))?;
+            .ok_or(CoordError::NoSuchInstance)?;
         if inst.record().owner != owner {
-            return Err(Status::permission_denied(
-                "not allowed to modify this gomote session",
-            ));
+            return Err(CoordError::NotOwner);
         }
         let rec = inst.renew(self.idle);
         self.persist(&rec);
@@ -266,7 +237,6 @@ impl Table {
     pub fn list(&self, owner: &str) -> Vec<Record> {
         self.map
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .values()
             .map(|i| i.record())
             .filter(|r| r.owner == owner)
@@ -275,12 +245,7 @@ impl Table {
 
     /// Every instance (for the status page and the reaper).
     pub fn all(&self) -> Vec<Arc<Instance>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.map.lock().values().cloned().collect()
     }
 
     /// Renews instances with a streaming RPC in flight and returns those

@@ -4,43 +4,57 @@
 //! system, private /tmp, HOME inside the instance directory). Buildlets run
 //! in their own process group, so they outlive a coordinator restart.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use gomote_shared::buildlet_client::BuildletClient;
+use gomote_shared::process::pid_alive;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::config::Sandbox;
+use crate::pool::{Handle, Pool, PoolError, Started};
 
-/// A started buildlet, as recorded in the state directory.
+/// The name (and kind) of this pool, as host types name it.
+pub const NAME: &str = "local";
+
+/// What the local pool keeps in a [`Handle`]'s detail: the fields of the
+/// record every local instance had before there were pools.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Started {
+struct Process {
     /// Process id of the buildlet (or of bwrap around it); its process group.
-    pub pid: i32,
-    /// `host:port` it listens on.
-    pub addr: String,
-    /// Its Basic-auth password.
-    pub password: String,
+    pid: i32,
     /// The instance directory (work directory, home, log).
-    pub dir: PathBuf,
+    dir: PathBuf,
 }
 
-impl Started {
-    /// A client for this buildlet.
-    pub fn client(&self) -> Result<BuildletClient, gomote_shared::buildlet_client::Error> {
-        BuildletClient::new(&self.addr, Some(self.password.clone()))
+impl Process {
+    fn of(handle: &Handle) -> Result<Process, PoolError> {
+        serde_json::from_value(serde_json::Value::Object(handle.detail.clone())).map_err(|e| {
+            PoolError::BadHandle {
+                pool: handle.pool.clone(),
+                detail: e.to_string(),
+            }
+        })
     }
-}
 
-/// Why a buildlet could not be started.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PoolError {
-    /// Spawning or preparing failed.
-    #[error("starting buildlet: {0}")]
-    Start(String),
+    fn handle(&self, addr: String, password: String) -> Result<Handle, PoolError> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(detail)) => Ok(Handle {
+                pool: NAME.to_string(),
+                addr,
+                password,
+                detail,
+            }),
+            Ok(_) => Err(PoolError::Start(
+                "recording the buildlet: not an object".into(),
+            )),
+            Err(e) => Err(PoolError::Start(format!("recording the buildlet: {e}"))),
+        }
+    }
 }
 
 /// The local pool.
@@ -52,6 +66,8 @@ pub struct LocalPool {
     /// Host paths a sandboxed buildlet must still see (bootstrap
     /// toolchains that may live under the hidden /tmp).
     visible: Vec<PathBuf>,
+    /// The host types it provides, and how many of each may run at once.
+    capacity: HashMap<String, usize>,
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -89,12 +105,14 @@ fn bwrap_works(bwrap: &Path) -> bool {
 }
 
 impl LocalPool {
-    /// Sets up the pool with instance directories under `root`.
+    /// Sets up the pool with instance directories under `root`, providing
+    /// the host types in `capacity`.
     pub fn new(
         buildlet: Option<PathBuf>,
         root: PathBuf,
         sandbox: Sandbox,
         visible: Vec<PathBuf>,
+        capacity: HashMap<String, usize>,
     ) -> Result<LocalPool, PoolError> {
         let buildlet = match buildlet {
             Some(b) => b,
@@ -145,6 +163,7 @@ impl LocalPool {
             root,
             bwrap,
             visible,
+            capacity,
         })
     }
 
@@ -154,7 +173,7 @@ impl LocalPool {
     }
 
     /// Starts a buildlet for instance `id` and waits until it answers.
-    pub async fn start(&self, id: &str) -> Result<Started, PoolError> {
+    async fn spawn(&self, id: &str) -> Result<Started, PoolError> {
         let err = |what: &str, e: &dyn std::fmt::Display| PoolError::Start(format!("{what}: {e}"));
         let dir = self
             .root
@@ -242,56 +261,101 @@ impl LocalPool {
         }
         // The child is reaped by tokio in the background when it exits.
         drop(child);
-        let started = Started {
-            pid,
-            addr,
-            password,
-            dir,
+        let process = Process { pid, dir };
+        let handle = match process.handle(addr, password) {
+            Ok(h) => h,
+            Err(e) => {
+                kill_and_remove(&process).await;
+                return Err(e);
+            }
         };
-        let client = started.client().map_err(|e| err("buildlet client", &e))?;
+        let client = match client_of(&handle) {
+            Ok(c) => c,
+            Err(e) => {
+                kill_and_remove(&process).await;
+                return Err(err("buildlet client", &e));
+            }
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             match client.status().await {
-                Ok(_) => return Ok(started),
+                Ok(_) => return Ok(Started { handle, client }),
                 Err(e) if tokio::time::Instant::now() > deadline => {
-                    self.stop(&started).await;
+                    kill_and_remove(&process).await;
                     return Err(err("buildlet never answered /status", &e));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     }
+}
 
-    /// Stops a buildlet and everything it started, and removes its
-    /// directory. The pool owns the process, so SIGTERM (on which the
-    /// buildlet kills its commands and exits at once) replaces Go's `/halt`,
-    /// which answers and then waits a second before exiting.
-    pub async fn stop(&self, s: &Started) {
-        use nix::sys::signal::{Signal, killpg};
-        use nix::unistd::Pid;
-        let _ = killpg(Pid::from_raw(s.pid), Signal::SIGTERM);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        while pid_alive(s.pid) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let _ = killpg(Pid::from_raw(s.pid), Signal::SIGKILL);
-        let dir = s.dir.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = gomote_shared::safefs::remove_all(&dir, Path::new(""));
+impl Pool for LocalPool {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn kind(&self) -> &'static str {
+        NAME
+    }
+
+    fn capacity(&self, host_type: &str) -> usize {
+        self.capacity.get(host_type).copied().unwrap_or(0)
+    }
+
+    fn start<'a>(
+        &'a self,
+        _host_type: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Started, PoolError>> {
+        Box::pin(self.spawn(id))
+    }
+
+    fn connect<'a>(
+        &'a self,
+        handle: &'a Handle,
+    ) -> BoxFuture<'a, Result<BuildletClient, PoolError>> {
+        Box::pin(async move {
+            Process::of(handle)?;
+            client_of(handle)
         })
-        .await;
+    }
+
+    fn stop<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match Process::of(handle) {
+                Ok(p) => kill_and_remove(&p).await,
+                Err(e) => tracing::warn!(addr = %handle.addr, error = %e, "cannot stop buildlet"),
+            }
+        })
     }
 }
 
-/// Whether a process exists and is not a zombie.
-pub fn pid_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
-        Err(_) => false,
+fn client_of(handle: &Handle) -> Result<BuildletClient, PoolError> {
+    Ok(BuildletClient::new(
+        &handle.addr,
+        Some(handle.password.clone()),
+    )?)
+}
+
+/// Stops a buildlet and everything it started, and removes its directory.
+/// The pool owns the process, so SIGTERM (on which the buildlet kills its
+/// commands and exits at once) replaces Go's `/halt`, which answers and
+/// then waits a second before exiting.
+async fn kill_and_remove(p: &Process) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(p.pid), Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while pid_alive(p.pid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let _ = killpg(Pid::from_raw(p.pid), Signal::SIGKILL);
+    let dir = p.dir.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = gomote_shared::safefs::remove_all(&dir, Path::new(""));
+    })
+    .await;
 }
 
 fn write_private(p: &Path, data: &[u8]) -> std::io::Result<()> {

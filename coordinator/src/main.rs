@@ -57,10 +57,13 @@ enum TokenCmd {
 }
 
 async fn serve(listen: String, state: PathBuf, config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = match config {
-        Some(p) => Config::load(&p)?,
-        None => Config::builtin(),
-    };
+    // Reading the file, or asking the host's `go` for its GOROOT, blocks.
+    let config = tokio::task::spawn_blocking(move || match config {
+        Some(p) => Config::load(&p),
+        None => Ok(Config::builtin()),
+    })
+    .await
+    .context("loading the configuration")??;
     let running = gomote_coordinator::start(Options {
         listen: listen.clone(),
         state,

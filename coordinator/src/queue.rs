@@ -3,8 +3,9 @@
 //! `waiters_ahead` of CreateInstance's WAITING messages).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
@@ -30,7 +31,7 @@ pub struct Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut hosts = self.queues.lock();
+        let mut hosts = self.queues.hosts.lock();
         if let Some(h) = hosts.get_mut(&self.host) {
             h.in_use = h.in_use.saturating_sub(1);
         }
@@ -49,19 +50,23 @@ pub enum Poll {
 }
 
 impl Queues {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HostQueue>> {
-        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Sets a host type's capacity.
     pub fn configure(&self, host: &str, capacity: usize) {
-        self.lock().entry(host.to_string()).or_default().capacity = capacity;
+        self.hosts
+            .lock()
+            .entry(host.to_string())
+            .or_default()
+            .capacity = capacity;
     }
 
     /// Takes a slot regardless of capacity, for instances that already
     /// exist when the coordinator restarts.
     pub fn force(self: &Arc<Self>, host: &str) -> Permit {
-        self.lock().entry(host.to_string()).or_default().in_use += 1;
+        self.hosts
+            .lock()
+            .entry(host.to_string())
+            .or_default()
+            .in_use += 1;
         Permit {
             queues: self.clone(),
             host: host.to_string(),
@@ -71,7 +76,7 @@ impl Queues {
     /// Takes a slot for `ticket` if one is free and nobody is ahead;
     /// otherwise enqueues it (once) and says how many are ahead.
     pub fn poll(self: &Arc<Self>, host: &str, ticket: u64) -> Poll {
-        let mut hosts = self.lock();
+        let mut hosts = self.hosts.lock();
         let h = hosts.entry(host.to_string()).or_default();
         let pos = match h.waiters.iter().position(|t| *t == ticket) {
             Some(p) => p,
@@ -96,7 +101,7 @@ impl Queues {
 
     /// Removes a waiter that gave up.
     pub fn cancel(&self, host: &str, ticket: u64) {
-        if let Some(h) = self.lock().get_mut(host) {
+        if let Some(h) = self.hosts.lock().get_mut(host) {
             h.waiters.retain(|t| *t != ticket);
         }
         self.changed.notify_waiters();
@@ -110,6 +115,7 @@ impl Queues {
     /// (in use, capacity, waiting) for each host type, for the status page.
     pub fn snapshot(&self) -> Vec<(String, usize, usize, usize)> {
         let mut v: Vec<_> = self
+            .hosts
             .lock()
             .iter()
             .map(|(k, h)| (k.clone(), h.in_use, h.capacity, h.waiters.len()))

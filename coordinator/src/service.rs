@@ -1,10 +1,10 @@
 //! GomoteService over gRPC: every RPC's authentication, ownership checks
 //! and status codes as Go's server gives them (PROTOCOL.md 1.3-1.4), each
-//! turned into calls on the instance's buildlet.
+//! turned into calls on the instance's buildlet. This is the one place a
+//! [`CoordError`] becomes a status code.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use gomote_shared::buildlet_client::{ExecEvent, ExecOpts, ExecOutcome};
@@ -15,6 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::Coordinator;
+use crate::error::CoordError;
+use crate::fetch::file_body;
 use crate::tokens::Identity;
 use crate::transfer::TransferError;
 
@@ -32,7 +34,7 @@ impl Service {
         Service { c }
     }
 
-    fn ident<T>(&self, req: &Request<T>) -> Result<Identity, Status> {
+    async fn ident<T>(&self, req: &Request<T>) -> Result<Identity, Status> {
         let unauth =
             || Status::unauthenticated("request does not contain the required authentication");
         let v = req.metadata().get("authorization").ok_or_else(unauth)?;
@@ -42,7 +44,7 @@ impl Service {
             .or_else(|| v.strip_prefix("bearer "))
             .ok_or_else(unauth)?
             .trim();
-        match self.c.tokens.lookup(token) {
+        match self.c.tokens.lookup(token).await {
             Ok(Some(id)) => Ok(id),
             Ok(None) => Err(Status::unauthenticated("invalid or unknown token")),
             Err(e) => Err(Status::internal(format!("checking token: {e}"))),
@@ -50,18 +52,35 @@ impl Service {
     }
 }
 
-fn transfer_status(e: TransferError) -> Status {
-    match e {
-        TransferError::NotOwner(_) => Status::permission_denied(e.to_string()),
-        TransferError::NoObject(_) => Status::not_found(e.to_string()),
-        TransferError::Io(_) => Status::internal(e.to_string()),
-        _ => Status::invalid_argument(e.to_string()),
+impl From<CoordError> for Status {
+    fn from(e: CoordError) -> Status {
+        let msg = e.to_string();
+        match e {
+            CoordError::NoSuchInstance => Status::not_found(msg),
+            CoordError::NotOwner | CoordError::ForeignHost(_) => Status::permission_denied(msg),
+            CoordError::Dead { .. } | CoordError::Fetch { .. } | CoordError::FetchStatus { .. } => {
+                Status::aborted(msg)
+            }
+            CoordError::UnknownBuilder(_)
+            | CoordError::WrongHostType { .. }
+            | CoordError::NotAUrl(_) => Status::invalid_argument(msg),
+            CoordError::Vanished
+            | CoordError::Create { .. }
+            | CoordError::WorkDir(_)
+            | CoordError::BootstrapPath { .. }
+            | CoordError::BootstrapLink(_)
+            | CoordError::BootstrapRead { .. }
+            | CoordError::BootstrapStore(_)
+            | CoordError::BootstrapWrite(_)
+            | CoordError::OpenObject(_) => Status::internal(msg),
+            CoordError::Transfer(t) => match t {
+                TransferError::NotOwner(_) => Status::permission_denied(msg),
+                TransferError::NoObject(_) => Status::not_found(msg),
+                TransferError::Io(_) => Status::internal(msg),
+                _ => Status::invalid_argument(msg),
+            },
+        }
     }
-}
-
-fn url_host(u: &str) -> Option<(String, Option<u16>)> {
-    let url = url::Url::parse(u).ok()?;
-    Some((url.host_str()?.to_string(), url.port()))
 }
 
 #[tonic::async_trait]
@@ -70,7 +89,7 @@ impl GomoteService for Service {
         &self,
         req: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        self.ident(&req)?;
+        self.ident(&req).await?;
         Ok(Response::new(AuthenticateResponse {}))
     }
 
@@ -78,7 +97,7 @@ impl GomoteService for Service {
         &self,
         req: Request<AddBootstrapRequest>,
     ) -> Result<Response<AddBootstrapResponse>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let inst = self.c.table.session(&req.get_ref().gomote_id, &id.owner)?;
         inst.check_alive()?;
         let url = self.c.add_bootstrap(&inst).await?;
@@ -93,7 +112,7 @@ impl GomoteService for Service {
         &self,
         req: Request<CreateInstanceRequest>,
     ) -> Result<Response<Self::CreateInstanceStream>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let bt = req.into_inner().builder_type;
         if bt.is_empty() {
             return Err(Status::invalid_argument("invalid builder type"));
@@ -114,25 +133,20 @@ impl GomoteService for Service {
         let (tx, rx) = mpsc::channel(4);
         let c = self.c.clone();
         tokio::spawn(async move { c.create(id, builder, tx).await });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let stream = ReceiverStream::new(rx).map(|r| r.map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn destroy_instance(
         &self,
         req: Request<DestroyInstanceRequest>,
     ) -> Result<Response<DestroyInstanceResponse>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let gid = &req.get_ref().gomote_id;
         if gid.is_empty() {
             return Err(Status::invalid_argument("invalid gomote ID"));
         }
-        self.c.table.session(gid, &id.owner)?;
-        let inst = self
-            .c
-            .table
-            .remove(gid)
-            .ok_or_else(|| Status::internal("instance vanished while being destroyed"))?;
-        self.c.pool.stop(&inst.record().buildlet).await;
+        self.c.destroy(gid, &id.owner).await?;
         Ok(Response::new(DestroyInstanceResponse {}))
     }
 
@@ -142,7 +156,7 @@ impl GomoteService for Service {
         &self,
         req: Request<ExecuteCommandRequest>,
     ) -> Result<Response<Self::ExecuteCommandStream>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let r = req.into_inner();
         let inst = self.c.table.session(&r.gomote_id, &id.owner)?;
         inst.check_alive()?;
@@ -207,7 +221,7 @@ impl GomoteService for Service {
         &self,
         req: Request<InstanceAliveRequest>,
     ) -> Result<Response<InstanceAliveResponse>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let gid = &req.get_ref().gomote_id;
         if gid.is_empty() {
             return Err(Status::invalid_argument("invalid gomote ID"));
@@ -221,8 +235,8 @@ impl GomoteService for Service {
         &self,
         req: Request<ListDirectoryRequest>,
     ) -> Result<Response<ListDirectoryResponse>, Status> {
-        let id = self.ident(&req)?;
-        let entries = self.c.list_dir(&id, req.into_inner()).await?;
+        let id = self.ident(&req).await?;
+        let entries = self.list_dir(&id, req.into_inner()).await?;
         Ok(Response::new(ListDirectoryResponse { entries }))
     }
 
@@ -232,8 +246,8 @@ impl GomoteService for Service {
         &self,
         req: Request<ListDirectoryRequest>,
     ) -> Result<Response<Self::ListDirectoryStreamingStream>, Status> {
-        let id = self.ident(&req)?;
-        let entries = self.c.list_dir(&id, req.into_inner()).await?;
+        let id = self.ident(&req).await?;
+        let entries = self.list_dir(&id, req.into_inner()).await?;
         // 100 entries a message; nothing at all for an empty listing.
         let chunks: Vec<Result<ListDirectoryResponse, Status>> = entries
             .chunks(100)
@@ -250,7 +264,7 @@ impl GomoteService for Service {
         &self,
         req: Request<ListInstancesRequest>,
     ) -> Result<Response<ListInstancesResponse>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let instances = self
             .c
             .table
@@ -271,7 +285,7 @@ impl GomoteService for Service {
         &self,
         req: Request<ListSwarmingBuildersRequest>,
     ) -> Result<Response<ListSwarmingBuildersResponse>, Status> {
-        self.ident(&req)?;
+        self.ident(&req).await?;
         let mut builders: Vec<String> = self
             .c
             .config
@@ -287,7 +301,7 @@ impl GomoteService for Service {
         &self,
         req: Request<ReadTgzToUrlRequest>,
     ) -> Result<Response<ReadTgzToUrlResponse>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let r = req.into_inner();
         let inst = self.c.table.session(&r.gomote_id, &id.owner)?;
         inst.check_alive()?;
@@ -303,9 +317,10 @@ impl GomoteService for Service {
             .get_tar(&dir)
             .await
             .map_err(|e| Status::aborted(format!("unable to read tar.gz: {e}")))?;
-        let name = self
-            .c
-            .store_stream(stream, &id.owner)
+        let name = self.c.transfers.new_name();
+        self.c
+            .transfers
+            .store_stream(stream, &name, &id.owner)
             .await
             .map_err(|e| Status::aborted(format!("unable to store tar.gz: {e}")))?;
         Ok(Response::new(ReadTgzToUrlResponse {
@@ -317,7 +332,7 @@ impl GomoteService for Service {
         &self,
         req: Request<RemoveFilesRequest>,
     ) -> Result<Response<RemoveFilesResponse>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let r = req.into_inner();
         if r.gomote_id.is_empty() || r.paths.is_empty() {
             return Err(Status::invalid_argument("invalid arguments"));
@@ -340,7 +355,7 @@ impl GomoteService for Service {
         &self,
         req: Request<SignSshKeyRequest>,
     ) -> Result<Response<SignSshKeyResponse>, Status> {
-        self.ident(&req)?;
+        self.ident(&req).await?;
         Err(Status::unimplemented(
             "SSH access is not available from this coordinator yet",
         ))
@@ -350,7 +365,7 @@ impl GomoteService for Service {
         &self,
         req: Request<UploadFileRequest>,
     ) -> Result<Response<UploadFileResponse>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let g = self.c.transfers.grant_upload(&id.owner);
         Ok(Response::new(UploadFileResponse {
             url: g.url,
@@ -363,40 +378,14 @@ impl GomoteService for Service {
         &self,
         req: Request<WriteFileFromUrlRequest>,
     ) -> Result<Response<WriteFileFromUrlResponse>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let r = req.into_inner();
         gomote_shared::relpath::validate(&r.filename)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let inst = self.c.table.session(&r.gomote_id, &id.owner)?;
         inst.check_alive()?;
         let _guard = inst.activate();
-        let body = match self
-            .c
-            .transfers
-            .resolve_own_url(&r.url, &id.owner)
-            .map_err(transfer_status)?
-        {
-            Some(path) => file_body(&path).await?,
-            None => {
-                self.c.check_foreign_url(&r.url)?;
-                let resp = self
-                    .c
-                    .http
-                    .get(&r.url)
-                    .timeout(Duration::from_secs(30))
-                    .send()
-                    .await
-                    .map_err(|e| Status::aborted(format!("fetching {}: {e}", r.url)))?;
-                if resp.status() != reqwest::StatusCode::OK {
-                    return Err(Status::aborted(format!(
-                        "fetching {}: {}",
-                        r.url,
-                        resp.status()
-                    )));
-                }
-                reqwest::Body::wrap_stream(resp.bytes_stream())
-            }
-        };
+        let body = self.c.url_body(&r.url, &id.owner).await?;
         inst.client
             .put(&r.filename, r.mode, body)
             .await
@@ -408,7 +397,7 @@ impl GomoteService for Service {
         &self,
         req: Request<WriteTgzFromUrlRequest>,
     ) -> Result<Response<WriteTgzFromUrlResponse>, Status> {
-        let id = self.ident(&req)?;
+        let id = self.ident(&req).await?;
         let r = req.into_inner();
         if r.gomote_id.is_empty() {
             return Err(Status::invalid_argument("invalid gomote ID"));
@@ -426,7 +415,7 @@ impl GomoteService for Service {
             .c
             .transfers
             .resolve_own_url(&r.url, &id.owner)
-            .map_err(transfer_status)?
+            .map_err(CoordError::from)?
         {
             // Our own object: stream it to the buildlet, which then needs
             // no route back to this coordinator.
@@ -447,16 +436,7 @@ impl GomoteService for Service {
     }
 }
 
-async fn file_body(path: &std::path::Path) -> Result<reqwest::Body, Status> {
-    let f = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| Status::internal(format!("opening object: {e}")))?;
-    Ok(reqwest::Body::wrap_stream(
-        tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024),
-    ))
-}
-
-impl Coordinator {
+impl Service {
     /// ListDirectory and its streaming form: every buildlet failure is
     /// `Unimplemented`, an odd code that Go clients expect.
     async fn list_dir(
@@ -467,7 +447,7 @@ impl Coordinator {
         if r.gomote_id.is_empty() || r.directory.is_empty() {
             return Err(Status::invalid_argument("invalid arguments"));
         }
-        let inst = self.table.session(&r.gomote_id, &id.owner)?;
+        let inst = self.c.table.session(&r.gomote_id, &id.owner)?;
         inst.check_alive()?;
         inst.client
             .list_dir(&r.directory, r.recursive, r.digest, &r.skip_files)
@@ -475,25 +455,5 @@ impl Coordinator {
             .map_err(|e| {
                 Status::unimplemented(format!("method ListDirectory not implemented: {e}"))
             })
-    }
-
-    /// Refuses URLs whose host the configuration does not allow.
-    fn check_foreign_url(&self, url: &str) -> Result<(), Status> {
-        let Some((host, port)) = url_host(url) else {
-            return Err(Status::invalid_argument(format!("not a URL: {url:?}")));
-        };
-        let with_port = port.map(|p| format!("{host}:{p}"));
-        let allowed = self
-            .config
-            .allowed_url_hosts
-            .iter()
-            .any(|a| *a == host || Some(a) == with_port.as_ref());
-        if allowed {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "this coordinator does not fetch from {host:?}: upload the file instead, or add the host to allowed_url_hosts"
-            )))
-        }
     }
 }

@@ -6,9 +6,9 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 /// Who is calling.
@@ -102,45 +102,55 @@ impl Tokens {
     }
 
     /// The identity a bearer token stands for, rereading the file if it
-    /// changed since the last look.
-    pub fn lookup(&self, token: &str) -> Result<Option<Identity>, TokenError> {
+    /// changed since the last look. The file may sit on a slow disk, so it
+    /// is looked at off the async workers.
+    pub async fn lookup(&self, token: &str) -> Result<Option<Identity>, TokenError> {
         let h = hash(token);
-        let mtime = match std::fs::metadata(&self.path) {
+        let mtime = match tokio::fs::metadata(&self.path).await {
             Ok(m) => m.modified().ok(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io(e)),
         };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0.is_none() || cache.0 != mtime {
-            let text = std::fs::read_to_string(&self.path).map_err(|e| self.io(e))?;
-            let entries = text
-                .lines()
-                .filter_map(|l| l.split_once(' '))
-                .filter_map(|(h, email)| {
-                    let user = user_of(email).ok()?;
-                    Some((
-                        h.to_string(),
-                        Identity {
-                            email: email.to_string(),
-                            owner: format!("local:{email}"),
-                            user,
-                        },
-                    ))
-                })
-                .collect();
-            *cache = (mtime, entries);
+        let stale = {
+            let cache = self.cache.lock();
+            cache.0.is_none() || cache.0 != mtime
+        };
+        if stale {
+            let text = tokio::fs::read_to_string(&self.path)
+                .await
+                .map_err(|e| self.io(e))?;
+            // Concurrent lookups may both reread; either result is current.
+            *self.cache.lock() = (mtime, parse(&text));
         }
         // Compare every entry in constant time so timing says nothing about
         // which prefix matched.
         use subtle::ConstantTimeEq;
         let mut found = None;
-        for (eh, id) in &cache.1 {
+        for (eh, id) in &self.cache.lock().1 {
             if bool::from(eh.as_bytes().ct_eq(h.as_bytes())) {
                 found = Some(id.clone());
             }
         }
         Ok(found)
     }
+}
+
+/// The entries of a tokens file: hash, then e-mail, per line.
+fn parse(text: &str) -> Vec<(String, Identity)> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(h, email)| {
+            let user = user_of(email).ok()?;
+            Some((
+                h.to_string(),
+                Identity {
+                    email: email.to_string(),
+                    owner: format!("local:{email}"),
+                    user,
+                },
+            ))
+        })
+        .collect()
 }
 
 trait Mode0600 {
@@ -158,19 +168,19 @@ impl Mode0600 for std::fs::OpenOptions {
 mod tests {
     use super::*;
 
-    #[test]
-    fn create_and_lookup() {
+    #[tokio::test]
+    async fn create_and_lookup() {
         let d = tempfile::tempdir().unwrap();
         let t = Tokens::new(d.path());
         let a = t.create("alice@example.com").unwrap();
         let b = t.create("bob@example.org").unwrap();
-        let ida = t.lookup(&a).unwrap().unwrap();
+        let ida = t.lookup(&a).await.unwrap().unwrap();
         assert_eq!(
             (ida.user.as_str(), ida.owner.as_str()),
             ("alice", "local:alice@example.com")
         );
-        assert_eq!(t.lookup(&b).unwrap().unwrap().user, "bob");
-        assert_eq!(t.lookup("gmt_wrong").unwrap(), None);
+        assert_eq!(t.lookup(&b).await.unwrap().unwrap().user, "bob");
+        assert_eq!(t.lookup("gmt_wrong").await.unwrap(), None);
         let text = std::fs::read_to_string(d.path().join("tokens")).unwrap();
         assert!(!text.contains(&a), "tokens are stored hashed");
     }

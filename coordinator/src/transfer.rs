@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use futures_util::{Stream, StreamExt};
+use gomote_shared::timefmt::unix;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-
-use crate::instances::unix;
+use tokio::io::AsyncWriteExt;
 
 /// How long upload policies and download URLs stay valid.
 pub const SIGNED_TTL: Duration = Duration::from_secs(10 * 60);
@@ -41,6 +42,21 @@ pub enum TransferError {
     /// Disk trouble.
     #[error("object store: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a byte stream could not be stored as an object.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream failed.
+    #[error("{0}")]
+    Read(String),
+    /// Writing it to disk failed.
+    #[error("{0}")]
+    Write(std::io::Error),
+    /// Putting it in place failed.
+    #[error(transparent)]
+    Commit(TransferError),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -227,6 +243,37 @@ impl Transfers {
             .flush()
             .map_err(|e| TransferError::Io(std::io::Error::other(e)))?;
         Ok(())
+    }
+
+    /// Saves a byte stream as object `name` owned by `owner`; nothing is
+    /// left behind if that fails.
+    pub async fn store_stream<S, E>(
+        &self,
+        mut stream: S,
+        name: &str,
+        owner: &str,
+    ) -> Result<(), StoreError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let tmp = self.temp_path();
+        let res = async {
+            let mut f = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(StoreError::Write)?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| StoreError::Read(e.to_string()))?;
+                f.write_all(&chunk).await.map_err(StoreError::Write)?;
+            }
+            f.flush().await.map_err(StoreError::Write)?;
+            self.commit(&tmp, name, owner).map_err(StoreError::Commit)
+        }
+        .await;
+        if res.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        res
     }
 
     /// A new object name.

@@ -12,10 +12,9 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
-use tokio::io::AsyncWriteExt;
 
 use crate::Coordinator;
-use crate::transfer::TransferError;
+use crate::transfer::{StoreError, TransferError};
 
 /// The HTTP routes.
 pub fn router(c: Arc<Coordinator>) -> Router {
@@ -67,28 +66,10 @@ async fn upload(State(c): State<Arc<Coordinator>>, mut form: Multipart) -> Respo
             Ok(v) => v,
             Err(e) => return transfer_err(e),
         };
-        let tmp = c.transfers().temp_path();
-        let mut field = field;
-        let res: Result<(), String> = async {
-            let mut f = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| e.to_string())?;
-            while let Some(chunk) = field.chunk().await.map_err(|e| e.to_string())? {
-                f.write_all(&chunk).await.map_err(|e| e.to_string())?;
-            }
-            f.flush().await.map_err(|e| e.to_string())
-        }
-        .await;
-        if let Err(e) = res {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return err(StatusCode::BAD_REQUEST, format!("reading upload: {e}"));
-        }
-        return match c.transfers().commit(&tmp, &key, &owner) {
+        return match c.transfers().store_stream(field, &key, &owner).await {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                transfer_err(e)
-            }
+            Err(StoreError::Commit(e)) => transfer_err(e),
+            Err(e) => err(StatusCode::BAD_REQUEST, format!("reading upload: {e}")),
         };
     }
 }
@@ -129,15 +110,19 @@ async fn download(
 async fn status_page(State(c): State<Arc<Coordinator>>) -> Html<String> {
     let (n, hosts) = c.status();
     let mut rows = String::new();
-    for (h, used, cap, waiting) in hosts {
+    for h in hosts {
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{used}/{cap}</td><td>{waiting}</td></tr>",
-            h.replace('&', "&amp;").replace('<', "&lt;")
+            "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td></tr>",
+            h.host_type.replace('&', "&amp;").replace('<', "&lt;"),
+            h.pool_kind.unwrap_or("none"),
+            h.in_use,
+            h.capacity,
+            h.waiting
         ));
     }
     Html(format!(
         "<!doctype html><title>gomote coordinator</title><h1>gomote coordinator</h1>\
-         <p>{n} instance(s)</p><table><tr><th>host type</th><th>in use</th><th>waiting</th></tr>{rows}</table>\
+         <p>{n} instance(s)</p><table><tr><th>host type</th><th>pool</th><th>in use</th><th>waiting</th></tr>{rows}</table>\
          <p>version {}</p>",
         env!("CARGO_PKG_VERSION")
     ))

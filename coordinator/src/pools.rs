@@ -1,0 +1,96 @@
+//! The pools a coordinator has, built from its configuration: which pool
+//! provides each host type, and which pool started a given machine (the one
+//! to stop it, even if the configuration has changed since).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::local_pool::{self, LocalPool};
+use crate::pool::{Handle, Pool, PoolError};
+
+/// Pools by host type and by name.
+#[derive(Debug, Default)]
+pub struct Pools {
+    by_host: BTreeMap<String, Arc<dyn Pool>>,
+    by_name: HashMap<String, Arc<dyn Pool>>,
+}
+
+impl Pools {
+    /// The pools `config`'s host types name, with local instance
+    /// directories under `instances`.
+    pub fn from_config(config: &Config, instances: PathBuf) -> Result<Pools, PoolError> {
+        let mut pools = Pools::default();
+        let local: Vec<_> = config
+            .host_types
+            .iter()
+            .filter(|h| h.pool == local_pool::NAME)
+            .collect();
+        if !local.is_empty() {
+            let pool = LocalPool::new(
+                config.local_pool.buildlet.clone(),
+                instances,
+                config.local_pool.sandbox,
+                config
+                    .builders
+                    .iter()
+                    .filter_map(|b| b.bootstrap.clone())
+                    .collect(),
+                local.iter().map(|h| (h.name.clone(), h.capacity)).collect(),
+            )?;
+            tracing::info!(
+                pool = local_pool::NAME,
+                sandboxed = pool.sandboxed(),
+                "pool ready"
+            );
+            let pool: Arc<dyn Pool> = Arc::new(pool);
+            for h in local {
+                pools.insert(&h.name, pool.clone());
+            }
+        }
+        // Validation allows no other pool yet; say so rather than serve a
+        // host type nobody provides.
+        if let Some(h) = config
+            .host_types
+            .iter()
+            .find(|h| !pools.by_host.contains_key(&h.name))
+        {
+            return Err(PoolError::NoPool(h.pool.clone()));
+        }
+        Ok(pools)
+    }
+
+    /// Lets `pool` provide `host_type`.
+    pub fn insert(&mut self, host_type: &str, pool: Arc<dyn Pool>) {
+        self.by_name.insert(pool.name().to_string(), pool.clone());
+        self.by_host.insert(host_type.to_string(), pool);
+    }
+
+    /// The pool providing `host_type`.
+    pub fn for_host(&self, host_type: &str) -> Result<&Arc<dyn Pool>, PoolError> {
+        self.by_host
+            .get(host_type)
+            .ok_or_else(|| PoolError::NoHostType(host_type.to_string()))
+    }
+
+    /// The pool that started a machine.
+    pub fn of(&self, handle: &Handle) -> Result<&Arc<dyn Pool>, PoolError> {
+        self.by_name
+            .get(&handle.pool)
+            .ok_or_else(|| PoolError::NoPool(handle.pool.clone()))
+    }
+
+    /// Every host type and its pool, sorted by host type.
+    pub fn host_types(&self) -> impl Iterator<Item = (&str, &Arc<dyn Pool>)> {
+        self.by_host.iter().map(|(h, p)| (h.as_str(), p))
+    }
+
+    /// Stops a machine through the pool that started it.
+    pub async fn stop(&self, handle: &Handle) {
+        match self.of(handle) {
+            Ok(pool) => pool.stop(handle).await,
+            Err(e) => tracing::warn!(addr = %handle.addr, error = %e, "cannot stop buildlet"),
+        }
+    }
+}
