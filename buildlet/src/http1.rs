@@ -311,7 +311,9 @@ fn build_head(p: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
     if has_te {
         headers.remove(header::CONTENT_LENGTH);
     }
-    let framing = if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
+    // Several Transfer-Encoding lines form one list; the last coding of the
+    // last line is the one that frames the body.
+    let framing = if let Some(te) = headers.get_all(header::TRANSFER_ENCODING).iter().last() {
         let te = te.to_str().unwrap_or("").to_ascii_lowercase();
         if te.rsplit(',').next().map(str::trim) != Some("chunked") {
             return Err(HeadError::Bad(
@@ -685,6 +687,13 @@ GET /echo HTTP/1.0\r\n\r\n";
             1,
             "second request served: {out}"
         );
+    }
+
+    #[tokio::test]
+    async fn last_transfer_encoding_line_decides_the_framing() {
+        let req = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n";
+        let out = roundtrip(length_echo_router(), req).await;
+        assert!(out.starts_with("HTTP/1.1 501 Not Implemented\r\n"), "{out}");
     }
 
     #[tokio::test]
