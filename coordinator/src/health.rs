@@ -65,98 +65,31 @@ pub fn watch(inst: &Arc<Instance>, pool: Arc<dyn Pool>, heartbeat_every: Duratio
 mod tests {
     use super::*;
 
-    use futures_util::future::BoxFuture;
-    use gomote_shared::buildlet_client::BuildletClient;
-    use tokio::sync::Notify;
-
     use crate::error::CoordError;
-    use crate::instances::Record;
-    use crate::pool::{Handle, PoolError, Started};
-    use crate::queue::Queues;
+    use crate::testing::FakePool;
 
-    /// A pool whose only ability is to report a machine gone on demand.
-    #[derive(Debug, Default)]
-    struct Reporting {
-        gone: Notify,
-    }
-
-    impl Pool for Reporting {
-        fn name(&self) -> &str {
-            "reporting"
-        }
-        fn kind(&self) -> &'static str {
-            "test"
-        }
-        fn capacity(&self, _: &str) -> usize {
-            1
-        }
-        fn start<'a>(
-            &'a self,
-            _: &'a str,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<Started, PoolError>> {
-            Box::pin(async { Err(PoolError::Start("cannot".into())) })
-        }
-        fn connect<'a>(
-            &'a self,
-            _: &'a Handle,
-        ) -> BoxFuture<'a, Result<BuildletClient, PoolError>> {
-            Box::pin(async { Err(PoolError::Start("cannot".into())) })
-        }
-        fn stop<'a>(&'a self, _: &'a Handle) -> BoxFuture<'a, ()> {
-            Box::pin(async {})
-        }
-        fn gone<'a>(&'a self, _: &'a Handle) -> BoxFuture<'a, String> {
-            Box::pin(async {
-                self.gone.notified().await;
-                "its machine was switched off".to_string()
-            })
-        }
-    }
-
-    fn instance() -> Arc<Instance> {
-        let handle = Handle {
-            pool: "reporting".into(),
-            addr: "127.0.0.1:1".into(),
-            password: "pw".into(),
-            detail: serde_json::Map::new(),
-        };
-        let rec = Record {
-            id: "u-b-0".into(),
-            owner: "o".into(),
-            builder_type: "b".into(),
-            host_type: "h".into(),
-            created: 0,
-            expires: 0,
-            working_dir: "/wd".into(),
-            buildlet: handle,
-        };
-        let client = BuildletClient::new("127.0.0.1:1", None).unwrap();
-        Arc::new(Instance::new(
-            rec,
-            client,
-            Arc::new(Queues::default()).force("h"),
-        ))
-    }
-
-    #[tokio::test]
-    async fn a_pool_report_marks_the_instance_dead_before_any_heartbeat() {
-        let pool = Arc::new(Reporting::default());
-        let inst = instance();
-        watch(&inst, pool.clone(), Duration::from_secs(3600));
-        tokio::task::yield_now().await;
-        inst.check_alive().unwrap();
-        pool.gone.notify_one();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let err = loop {
+    async fn dead(inst: &Instance) -> CoordError {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
             match inst.check_alive() {
-                Err(e) => break e,
+                Err(e) => return e,
                 Ok(()) => {
                     assert!(tokio::time::Instant::now() < deadline, "never marked dead");
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pool_report_marks_the_instance_dead_before_any_heartbeat() {
+        let pool = FakePool::new("fake", 1);
+        let inst = pool.instance();
+        watch(&inst, pool.clone(), Duration::from_secs(3600));
+        tokio::task::yield_now().await;
+        inst.check_alive().unwrap();
+        pool.gone.notify_one();
+        let err = dead(&inst).await;
         assert!(matches!(err, CoordError::Dead { .. }));
         let msg = err.to_string();
         assert!(
@@ -168,19 +101,10 @@ mod tests {
 
     #[tokio::test]
     async fn heartbeats_still_decide_when_the_pool_says_nothing() {
-        let pool = Arc::new(Reporting::default());
-        let inst = instance();
+        let pool = FakePool::new("fake", 1);
+        let inst = pool.instance();
         watch(&inst, pool, Duration::from_millis(50));
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let err = loop {
-            match inst.check_alive() {
-                Err(e) => break e,
-                Ok(()) => {
-                    assert!(std::time::Instant::now() < deadline, "never marked dead");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
+        let err = dead(&inst).await;
         assert!(
             err.to_string()
                 .contains("buildlet stopped answering heartbeats"),

@@ -36,6 +36,8 @@ pub mod queue;
 pub mod restore;
 pub mod service;
 pub mod teardown;
+#[cfg(test)]
+mod testing;
 pub mod tokens;
 pub mod transfer;
 pub mod web;

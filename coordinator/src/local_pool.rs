@@ -369,3 +369,82 @@ fn write_private(p: &Path, data: &[u8]) -> std::io::Result<()> {
         .open(p)?;
     f.write_all(data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instances::Record;
+
+    fn pool(root: &Path) -> LocalPool {
+        LocalPool::new(
+            Some(PathBuf::from("/bin/true")),
+            root.to_path_buf(),
+            Sandbox::None,
+            Vec::new(),
+            HashMap::from([("h".to_string(), 2)]),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn records_from_before_pools_still_load_and_new_ones_keep_their_layout() {
+        let old = r#"{"id":"u-b-0","owner":"local:u@x","builder_type":"b","host_type":"h",
+            "created":1,"expires":2,"working_dir":"/wd","buildlet":{"pid":42,
+            "addr":"127.0.0.1:5","password":"pw","dir":"/state/instances/u-b-0.0000abcd"}}"#;
+        let rec: Record = serde_json::from_str(old).unwrap();
+        let process = Process {
+            pid: 42,
+            dir: "/state/instances/u-b-0.0000abcd".into(),
+        };
+        assert_eq!(rec.buildlet.pool, NAME);
+        assert_eq!(Process::of(&rec.buildlet).unwrap(), process);
+
+        // What is written now has every field an older coordinator reads.
+        let h = process.handle("127.0.0.1:5".into(), "pw".into()).unwrap();
+        assert_eq!(h, rec.buildlet);
+        let v = serde_json::to_value(&h).unwrap();
+        for k in ["pid", "addr", "password", "dir", "pool"] {
+            assert!(v.get(k).is_some(), "{k} missing from {v}");
+        }
+        assert_eq!(serde_json::from_value::<Handle>(v).unwrap(), h);
+    }
+
+    #[tokio::test]
+    async fn capacity_connect_and_unusable_handles() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pool(d.path());
+        assert_eq!((p.name(), p.kind()), ("local", "local"));
+        assert_eq!((p.capacity("h"), p.capacity("other")), (2, 0));
+        let h = Process {
+            pid: 1 << 30,
+            dir: d.path().join("x"),
+        }
+        .handle("127.0.0.1:5".into(), "pw".into())
+        .unwrap();
+        let c = p.connect(&h).await.unwrap();
+        assert_eq!(c.base_url().as_str(), "http://127.0.0.1:5/");
+        let mut bad = h.clone();
+        bad.detail.remove("pid");
+        assert!(matches!(
+            p.connect(&bad).await,
+            Err(PoolError::BadHandle { .. })
+        ));
+        // Stopping what cannot be identified does nothing (and says so).
+        p.stop(&bad).await;
+    }
+
+    #[tokio::test]
+    async fn a_buildlet_that_never_reports_its_address_is_cleaned_up() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pool(d.path());
+        let err = match p.start("h", "u-b-0").await {
+            Ok(s) => panic!("/bin/true started as a buildlet: {:?}", s.handle),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.starts_with("starting buildlet: buildlet did not report its address"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+}

@@ -94,3 +94,40 @@ impl Pools {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakePool;
+
+    #[tokio::test]
+    async fn routes_by_host_type_and_stops_through_the_starting_pool() {
+        let a = FakePool::new("a", 2);
+        let b = FakePool::new("b", 1);
+        let mut pools = Pools::default();
+        pools.insert("h1", a.clone());
+        pools.insert("h2", a.clone());
+        pools.insert("h3", b.clone());
+        assert_eq!(pools.for_host("h3").unwrap().name(), "b");
+        assert!(matches!(
+            pools.for_host("nope"),
+            Err(PoolError::NoHostType(h)) if h == "nope"
+        ));
+        let hosts: Vec<_> = pools
+            .host_types()
+            .map(|(h, p)| (h, p.name(), p.capacity(h)))
+            .collect();
+        assert_eq!(hosts, [("h1", "a", 2), ("h2", "a", 2), ("h3", "b", 1)]);
+
+        // A machine goes back to the pool that started it, whatever host
+        // types that pool provides now.
+        pools.stop(&b.handle()).await;
+        assert_eq!(b.stopped.lock().len(), 1);
+        assert!(a.stopped.lock().is_empty());
+        let mut orphan = a.handle();
+        orphan.pool = "gone".into();
+        assert!(matches!(pools.of(&orphan), Err(PoolError::NoPool(p)) if p == "gone"));
+        pools.stop(&orphan).await;
+        assert!(a.stopped.lock().is_empty());
+    }
+}

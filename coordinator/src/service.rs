@@ -457,3 +457,108 @@ impl Service {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use tonic::Code;
+
+    use super::*;
+    use crate::pool::PoolError;
+
+    fn status(e: CoordError) -> (Code, String) {
+        let s = Status::from(e);
+        (s.code(), s.message().to_string())
+    }
+
+    #[test]
+    fn errors_keep_their_codes_and_messages() {
+        let cases = [
+            (
+                CoordError::NoSuchInstance,
+                Code::NotFound,
+                "specified gomote instance does not exist",
+            ),
+            (
+                CoordError::NotOwner,
+                Code::PermissionDenied,
+                "not allowed to modify this gomote session",
+            ),
+            (
+                CoordError::Dead {
+                    id: "u-b-0".into(),
+                    when: UNIX_EPOCH + Duration::from_secs(1_257_894_000),
+                    why: "its buildlet was gone when the coordinator restarted".into(),
+                },
+                Code::Aborted,
+                "instance u-b-0 died at 2009-11-10T23:00:00Z: its buildlet was gone when the coordinator restarted",
+            ),
+            (
+                CoordError::Create {
+                    instance: "u-b-0".into(),
+                    source: PoolError::Start("boom".into()),
+                },
+                Code::Internal,
+                "gomote creation failed instance=u-b-0: starting buildlet: boom",
+            ),
+            (
+                CoordError::UnknownBuilder("x".into()),
+                Code::InvalidArgument,
+                "unknown builder type \"x\"",
+            ),
+            (
+                CoordError::WrongHostType {
+                    builder: "b2".into(),
+                    builder_host: "h2".into(),
+                    instance_host: "h1".into(),
+                },
+                Code::InvalidArgument,
+                "builder \"b2\" runs on host type \"h2\", not this instance's \"h1\"",
+            ),
+            (
+                CoordError::NotAUrl("x".into()),
+                Code::InvalidArgument,
+                "not a URL: \"x\"",
+            ),
+            (
+                CoordError::ForeignHost("example.com".into()),
+                Code::PermissionDenied,
+                "this coordinator does not fetch from \"example.com\": upload the file instead, or add the host to allowed_url_hosts",
+            ),
+            (
+                CoordError::Vanished,
+                Code::Internal,
+                "instance vanished while being destroyed",
+            ),
+            (
+                CoordError::Transfer(TransferError::NoObject("o".into())),
+                Code::NotFound,
+                "no such object \"o\"",
+            ),
+            (
+                CoordError::Transfer(TransferError::NotOwner("o".into())),
+                Code::PermissionDenied,
+                "object \"o\" belongs to another user",
+            ),
+            (
+                CoordError::Transfer(TransferError::BadSignature),
+                Code::InvalidArgument,
+                "invalid signature",
+            ),
+            (
+                CoordError::BootstrapStore(TransferError::BadSignature),
+                Code::Internal,
+                "invalid signature",
+            ),
+            (
+                CoordError::OpenObject(std::io::Error::other("gone")),
+                Code::Internal,
+                "opening object: gone",
+            ),
+        ];
+        for (e, code, msg) in cases {
+            assert_eq!(status(e), (code, msg.to_string()));
+        }
+    }
+}

@@ -392,6 +392,49 @@ mod tests {
         ));
     }
 
+    fn leftovers(d: &Path) -> Vec<String> {
+        std::fs::read_dir(d.join("objects"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn streams_become_owned_objects_or_nothing() {
+        let (d, t) = store();
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+            vec![Ok("hello, ".into()), Ok("world".into())];
+        t.store_stream(futures_util::stream::iter(chunks), "obj1", "local:a@x")
+            .await
+            .unwrap();
+        let path = t
+            .resolve_own_url(&format!("{}obj1", t.upload_url()), "local:a@x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), b"hello, world");
+
+        let broken: Vec<Result<bytes::Bytes, std::io::Error>> =
+            vec![Ok("partial".into()), Err(std::io::Error::other("cut off"))];
+        let err = t
+            .store_stream(futures_util::stream::iter(broken), "obj2", "local:a@x")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Read(ref m) if m == "cut off"),
+            "{err}"
+        );
+        let bad_name: Vec<Result<bytes::Bytes, std::io::Error>> = vec![Ok("x".into())];
+        let err = t
+            .store_stream(futures_util::stream::iter(bad_name), ".hidden", "local:a@x")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Commit(TransferError::Malformed(_))),
+            "{err}"
+        );
+        assert_eq!(leftovers(d.path()), ["obj1"]);
+    }
+
     #[test]
     fn signed_urls_expire_and_resist_tampering() {
         let (_d, t) = store();

@@ -35,7 +35,6 @@ fn zombie(pid: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
