@@ -313,7 +313,11 @@ fn build_head(p: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
     }
     // Several Transfer-Encoding lines form one list; the last coding of the
     // last line is the one that frames the body.
-    let framing = if let Some(te) = headers.get_all(header::TRANSFER_ENCODING).iter().last() {
+    let framing = if let Some(te) = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
         let te = te.to_str().unwrap_or("").to_ascii_lowercase();
         if te.rsplit(',').next().map(str::trim) != Some("chunked") {
             return Err(HeadError::Bad(
