@@ -130,7 +130,8 @@ fn run() -> anyhow::Result<i32> {
             let file = save_stdin()?;
             let path = file.path().to_path_buf();
             match &mut req.cmd {
-                ApiCmd::Put { stdin_file, .. } | ApiCmd::Puttar { stdin_file, .. } => {
+                ApiCmd::Put(api::PutCmd { stdin_file, .. })
+                | ApiCmd::Puttar(api::PuttarCmd { stdin_file, .. }) => {
                     *stdin_file = Some(path);
                 }
                 _ => {}
@@ -139,8 +140,8 @@ fn run() -> anyhow::Result<i32> {
         }
         Stdin::Token => {
             let token = read_token()?;
-            if let ApiCmd::Login { token: t } = &mut req.cmd {
-                *t = token;
+            if let ApiCmd::Login(login) = &mut req.cmd {
+                login.token = token;
             }
         }
     }

@@ -84,7 +84,7 @@ pub struct UsageError {
 pub fn build(cli: Cli, env: &Env) -> Result<Action, UsageError> {
     let (cmd, stdin) = match cli.cmd {
         Cmd::Create(c) => (
-            ApiCmd::Create {
+            ApiCmd::Create(api::CreateCmd {
                 args: c.builder.into_iter().collect(),
                 count: c.count,
                 list: c.list,
@@ -92,69 +92,69 @@ pub fn build(cli: Cli, env: &Env) -> Result<Action, UsageError> {
                 setup: c.setup,
                 status: c.status,
                 json: c.json,
-            },
+            }),
             Stdin::None,
         ),
         Cmd::Destroy(c) => (
-            ApiCmd::Destroy {
+            ApiCmd::Destroy(api::DestroyCmd {
                 args: c.args,
                 destroy_group: c.destroy_group,
-            },
+            }),
             Stdin::None,
         ),
-        Cmd::List(c) => (ApiCmd::List { json: c.json }, Stdin::None),
+        Cmd::List(c) => (ApiCmd::List(api::ListCmd { json: c.json }), Stdin::None),
         Cmd::Ls(c) => (
-            ApiCmd::Ls {
+            ApiCmd::Ls(api::LsCmd {
                 args: c.args,
                 recursive: c.recursive,
                 digest: c.digest,
                 skip: c.skip,
-            },
+            }),
             Stdin::None,
         ),
-        Cmd::Ping(c) => (ApiCmd::Ping { args: c.args }, Stdin::None),
+        Cmd::Ping(c) => (ApiCmd::Ping(api::PingCmd { args: c.args }), Stdin::None),
         Cmd::Push(c) => (
-            ApiCmd::Push {
+            ApiCmd::Push(api::PushCmd {
                 args: c.args,
                 dry_run: c.dry_run,
                 verbose: c.verbose,
                 watch: c.watch,
                 unwatch: c.unwatch,
-            },
+            }),
             Stdin::None,
         ),
         Cmd::Put(c) => {
             let stdin = dash_stdin(&c.args);
             (
-                ApiCmd::Put {
+                ApiCmd::Put(api::PutCmd {
                     args: c.args,
                     mode: c.mode,
                     stdin_file: None,
-                },
+                }),
                 stdin,
             )
         }
         Cmd::Puttar(c) => {
             let stdin = dash_stdin(&c.args);
             (
-                ApiCmd::Puttar {
+                ApiCmd::Puttar(api::PuttarCmd {
                     args: c.args,
                     dir: c.dir,
                     stdin_file: None,
-                },
+                }),
                 stdin,
             )
         }
         Cmd::Gettar(c) => (
-            ApiCmd::Gettar {
+            ApiCmd::Gettar(api::GettarCmd {
                 args: c.instance.into_iter().collect(),
                 dir: c.dir,
-            },
+            }),
             Stdin::None,
         ),
-        Cmd::Rm(c) => (ApiCmd::Rm { args: c.args }, Stdin::None),
+        Cmd::Rm(c) => (ApiCmd::Rm(api::RmCmd { args: c.args }), Stdin::None),
         Cmd::Run(c) => (
-            ApiCmd::Run {
+            ApiCmd::Run(api::RunCmd {
                 env: check_env(c.env)?,
                 args: c.args,
                 dir: c.dir,
@@ -165,7 +165,7 @@ pub fn build(cli: Cli, env: &Env) -> Result<Action, UsageError> {
                 builderenv: c.builderenv,
                 collect: c.collect,
                 until: c.until,
-            },
+            }),
             Stdin::None,
         ),
         Cmd::Group(g) => {
@@ -177,18 +177,18 @@ pub fn build(cli: Cli, env: &Env) -> Result<Action, UsageError> {
                 GroupCmd::List { json } => ("list", vec![], json),
             };
             (
-                ApiCmd::Group {
+                ApiCmd::Group(api::GroupCmd {
                     sub: sub.to_string(),
                     args,
                     json,
-                },
+                }),
                 Stdin::None,
             )
         }
         Cmd::Login(_) => (
-            ApiCmd::Login {
+            ApiCmd::Login(api::LoginCmd {
                 token: String::new(),
-            },
+            }),
             Stdin::Token,
         ),
         Cmd::Ssh(_) => return Ok(Action::Unimplemented("ssh")),
@@ -314,28 +314,17 @@ mod tests {
         );
         assert_eq!(r.cwd, PathBuf::from("/home/u/src"));
         assert_eq!(r.goroot, Some(PathBuf::from("/go")));
-        let ApiCmd::Run {
-            args,
-            dir,
-            env,
-            path,
-            system,
-            debug,
-            firewall,
-            builderenv,
-            collect,
-            until,
-        } = r.cmd
-        else {
-            panic!()
-        };
-        assert_eq!(args, ["NAME", "go/bin/go", "test", "-v"]);
-        assert_eq!(env, ["A=1", "B=2"]);
-        assert_eq!(path.as_deref(), Some("$PATH,$WORKDIR/go/bin"));
-        assert_eq!(dir, "");
-        assert_eq!(builderenv, "");
-        assert!(!system && !debug && !firewall && !collect);
-        assert_eq!(until, None);
+        let ApiCmd::Run(run) = r.cmd else { panic!() };
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            run,
+            api::RunCmd {
+                args: strings(&["NAME", "go/bin/go", "test", "-v"]),
+                env: strings(&["A=1", "B=2"]),
+                path: Some("$PATH,$WORKDIR/go/bin".into()),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
@@ -346,10 +335,8 @@ mod tests {
             r#"invalid value "X" for flag -e: -e argument "X" has no '=' sign"#
         );
         let (r, _) = req(&["run", "-e", "", "-e=A=", "N", "c"]);
-        let ApiCmd::Run { env, .. } = r.cmd else {
-            panic!()
-        };
-        assert_eq!(env, ["A="]);
+        let ApiCmd::Run(run) = r.cmd else { panic!() };
+        assert_eq!(run.env, ["A="]);
     }
 
     #[test]
@@ -359,10 +346,8 @@ mod tests {
         let (r, _) = req(&["-group", "g", "-server", "https://c", "ping", "a"]);
         assert_eq!(r.group.flag.as_deref(), Some("g"));
         assert_eq!(r.server.as_deref(), Some("https://c"));
-        let ApiCmd::Ping { args } = r.cmd else {
-            panic!()
-        };
-        assert_eq!(args, ["a"]);
+        let ApiCmd::Ping(ping) = r.cmd else { panic!() };
+        assert_eq!(ping.args, ["a"]);
     }
 
     #[test]
@@ -375,51 +360,43 @@ mod tests {
             "-use-golangbuild=false",
             "t",
         ]);
-        let ApiCmd::Create {
-            args,
-            count,
-            list,
-            new_group,
-            setup,
-            status,
-            json,
-        } = r.cmd
-        else {
+        let ApiCmd::Create(create) = r.cmd else {
             panic!()
         };
         assert_eq!(
-            (args, count, new_group),
-            (vec!["t".to_string()], 2, Some("ng".to_string()))
+            create,
+            api::CreateCmd {
+                args: vec!["t".into()],
+                count: 2,
+                new_group: Some("ng".into()),
+                status: true,
+                ..Default::default()
+            }
         );
-        assert!(!list && !setup && status && !json);
 
         let (r, _) = req(&["ls", "-R", "-skip=a,b", "inst", "dir"]);
-        let ApiCmd::Ls {
-            args,
-            recursive,
-            digest,
-            skip,
-        } = r.cmd
-        else {
-            panic!()
-        };
-        assert_eq!(args, ["inst", "dir"]);
-        assert!(recursive && !digest);
-        assert_eq!(skip, "a,b");
+        let ApiCmd::Ls(ls) = r.cmd else { panic!() };
+        assert_eq!(
+            ls,
+            api::LsCmd {
+                args: vec!["inst".into(), "dir".into()],
+                recursive: true,
+                digest: false,
+                skip: "a,b".into(),
+            }
+        );
 
         let (r, _) = req(&["group", "add", "a", "b"]);
-        let ApiCmd::Group { sub, args, json } = r.cmd else {
+        let ApiCmd::Group(group) = r.cmd else {
             panic!()
         };
         assert_eq!(
-            (sub.as_str(), args, json),
+            (group.sub.as_str(), group.args, group.json),
             ("add", vec!["a".into(), "b".into()], false)
         );
 
         let (r, _) = req(&["gettar", "-dir=go", "inst"]);
-        assert!(
-            matches!(r.cmd, ApiCmd::Gettar { ref args, ref dir } if args == &["inst"] && dir == "go")
-        );
+        assert!(matches!(r.cmd, ApiCmd::Gettar(ref g) if g.args == ["inst"] && g.dir == "go"));
     }
 
     #[test]
@@ -432,7 +409,7 @@ mod tests {
         assert_eq!(req(&["puttar", "-"]).1, Stdin::File);
         assert_eq!(req(&["login"]).1, Stdin::Token);
         let (r, _) = req(&["put", "-mode=0755", "inst", "src"]);
-        assert!(matches!(r.cmd, ApiCmd::Put { mode: Some(ref m), .. } if m == "0755"));
+        assert!(matches!(r.cmd, ApiCmd::Put(ref p) if p.mode.as_deref() == Some("0755")));
     }
 
     #[test]

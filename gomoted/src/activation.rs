@@ -1,8 +1,11 @@
-//! systemd socket activation: [`take`] adopts the listening Unix socket that
-//! systemd (or `systemd-socket-activate`) passed as fd 3 with `LISTEN_FDS`
-//! and `LISTEN_PID`, as an interprocess tokio [`Listener`], and removes
-//! those variables so children (buildlets, the embedded coordinator's
-//! processes) neither see nor try to adopt it.
+//! systemd socket activation: [`take`] claims the listening Unix socket
+//! that systemd (or `systemd-socket-activate`) passed as fd 3 with
+//! `LISTEN_FDS` and `LISTEN_PID`, and removes those variables so children
+//! (buildlets, the embedded coordinator's processes) neither see nor try to
+//! adopt it. It must run before the async runtime starts threads (removing
+//! environment variables is unsound while another thread reads them);
+//! [`Inherited::into_listener`] then makes it an interprocess tokio
+//! [`Listener`] inside the runtime.
 //!
 //! The protocol (sd_listen_fds(3)): `LISTEN_PID` must equal our pid (a
 //! child that inherited the variables must ignore them), `LISTEN_FDS` is
@@ -17,6 +20,29 @@ use interprocess::local_socket::tokio::Listener;
 
 /// The first fd systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
+
+/// A socket handed over by the service manager, not yet registered with
+/// the runtime.
+#[derive(Debug)]
+pub struct Inherited {
+    listener: StdUnixListener,
+    path: Option<PathBuf>,
+}
+
+impl Inherited {
+    /// The listener, ready for `accept`; needs the tokio runtime.
+    pub fn into_listener(self) -> Result<Activated, ActivationError> {
+        // Built from an fd, the listener has no name to reclaim, so dropping
+        // it never deletes the socket file systemd owns.
+        let uds = interprocess::os::unix::uds_local_socket::tokio::Listener::try_from(
+            OwnedFd::from(self.listener),
+        )?;
+        Ok(Activated {
+            listener: Listener::from(uds),
+            path: self.path,
+        })
+    }
+}
 
 /// A socket handed over by the service manager.
 #[derive(Debug)]
@@ -66,16 +92,16 @@ fn advertised() -> Result<Option<usize>, ActivationError> {
 fn forget_env() {
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         // SAFETY: `remove_var` is unsound only while another thread reads
-        // or writes the environment. This runs first thing in `server::run`,
-        // before any task, session or child exists; the runtime's idle
-        // worker threads do not touch the environment.
+        // or writes the environment. `take` runs first thing in `main`,
+        // before the async runtime or any other thread exists.
         unsafe { std::env::remove_var(var) };
     }
 }
 
-/// Adopts the socket passed by the service manager, if this process was
-/// socket-activated; `None` means "bind the socket yourself".
-pub fn take() -> Result<Option<Activated>, ActivationError> {
+/// Claims the socket passed by the service manager, if this process was
+/// socket-activated; `None` means "bind the socket yourself". Call it
+/// before starting any thread.
+pub fn take() -> Result<Option<Inherited>, ActivationError> {
     let n = advertised();
     forget_env();
     let Some(n) = n? else {
@@ -108,13 +134,8 @@ pub fn take() -> Result<Option<Activated>, ActivationError> {
         .local_addr()
         .ok()
         .and_then(|a| a.as_pathname().map(PathBuf::from));
-    // Built from an fd, the listener has no name to reclaim, so dropping it
-    // never deletes the socket file systemd owns.
-    let uds = interprocess::os::unix::uds_local_socket::tokio::Listener::try_from(OwnedFd::from(
-        std_listener,
-    ))?;
-    Ok(Some(Activated {
-        listener: Listener::from(uds),
+    Ok(Some(Inherited {
+        listener: std_listener,
         path,
     }))
 }

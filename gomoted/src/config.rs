@@ -5,6 +5,31 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Reading the file.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Its TOML.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with the line.
+        source: Box<toml::de::Error>,
+    },
+    /// The embedded coordinator's part.
+    #[error(transparent)]
+    Coordinator(#[from] gomote_coordinator::config::ConfigError),
+}
+
 /// The daemon's configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,12 +51,14 @@ pub struct Config {
 
 impl Config {
     /// Loads the file if it exists.
-    pub fn load(dir: &Path) -> anyhow::Result<Config> {
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         let p = dir.join("config.toml");
         match std::fs::read_to_string(&p) {
             Ok(t) => {
-                let mut c: Config =
-                    toml::from_str(&t).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                let mut c: Config = toml::from_str(&t).map_err(|e| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    source: Box::new(e),
+                })?;
                 if let Some(cc) = &mut c.coordinator {
                     cc.fill_defaults();
                     cc.validate()?;
@@ -39,7 +66,10 @@ impl Config {
                 Ok(c)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(e) => Err(anyhow::anyhow!("{}: {e}", p.display())),
+            Err(e) => Err(ConfigError::Read {
+                path: p.display().to_string(),
+                source: e,
+            }),
         }
     }
 }

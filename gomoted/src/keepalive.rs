@@ -7,8 +7,9 @@
 //! later command can say when and why instead of a bare NotFound.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// Why an instance is gone.
 #[derive(Debug, Clone)]
@@ -68,8 +69,8 @@ impl KeepAlive {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Records that a command used an instance.

@@ -111,8 +111,21 @@ pub struct LocalTree {
     pub ignores: Ignores,
 }
 
-fn walk_err(p: &Path, e: std::io::Error) -> String {
-    format!("error enumerating local GOROOT files: {}: {e}", p.display())
+/// A local GOROOT that could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("error enumerating local GOROOT files: {path}: {detail}")]
+pub struct WalkError {
+    /// The path that failed.
+    pub path: String,
+    /// Why.
+    pub detail: String,
+}
+
+fn walk_err(p: &Path, e: std::io::Error) -> WalkError {
+    WalkError {
+        path: p.display().to_string(),
+        detail: e.to_string(),
+    }
 }
 
 fn entry(root: &Path, rel: &str, md: &std::fs::Metadata, manifest: &LocalManifest) -> Entry {
@@ -151,7 +164,7 @@ fn entry(root: &Path, rel: &str, md: &std::fs::Metadata, manifest: &LocalManifes
 }
 
 /// Walks the whole of GOROOT, collecting its ignore rules on the way.
-pub fn walk(root: &Path, manifest: &LocalManifest) -> Result<LocalTree, String> {
+pub fn walk(root: &Path, manifest: &LocalManifest) -> Result<LocalTree, WalkError> {
     let mut t = LocalTree {
         root: root.to_path_buf(),
         ..LocalTree::default()
@@ -173,7 +186,7 @@ pub fn walk_paths(
     paths: &[String],
     ignores: &Ignores,
     manifest: &LocalManifest,
-) -> Result<LocalTree, String> {
+) -> Result<LocalTree, WalkError> {
     let mut t = LocalTree {
         root: root.to_path_buf(),
         ignores: ignores.clone(),
@@ -204,7 +217,7 @@ fn walk_dir(
     start: String,
     collect_rules: bool,
     manifest: &LocalManifest,
-) -> Result<(), String> {
+) -> Result<(), WalkError> {
     let root = t.root.clone();
     let mut stack = vec![start];
     while let Some(rel) = stack.pop() {

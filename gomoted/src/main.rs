@@ -1,29 +1,12 @@
-//! `gomoted`: the per-user gomote daemon. It serves the local API on a
-//! socket, keeps coordinator sessions (an embedded coordinator with the
-//! local pool unless a remote one is configured), owns the groups, and runs
-//! commands and pushes for the thin `gomote` CLI.
-
-mod activation;
-mod cmd;
-mod config;
-mod keepalive;
-mod localtree;
-mod lock;
-mod manifest;
-mod out;
-mod push;
-mod resolve;
-mod server;
-mod session;
-mod state;
-mod target;
-mod transfer;
-mod watch;
+//! The `gomoted` binary: flags, logging, the runtime, and the socket;
+//! everything else is the library's [`gomoted::run`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser;
+use gomoted::{Dirs, Listener};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,21 +29,40 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let socket = args.socket.unwrap_or_else(gomote_shared::paths::socket);
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("gomoted: starting runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let res = rt.block_on(server::run(socket));
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    match res {
+    match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gomoted: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    // Before the runtime starts threads: it edits the environment.
+    let inherited = gomoted::activation::take()?;
+    let socket = args.socket.unwrap_or_else(gomote_shared::paths::socket);
+    let dirs = Dirs::from_env();
+    // One daemon per user, decided before the socket is touched: two
+    // daemons racing to start must not each remove the other's socket.
+    let _lock = gomoted::lock::acquire(&dirs.data)?;
+    let rt = tokio::runtime::Runtime::new().context("starting runtime")?;
+    let res = rt.block_on(async {
+        let listener = match inherited {
+            Some(i) => Listener::adopt(i.into_listener()?, socket),
+            None => Listener::bind(&socket).await?,
+        };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("handling SIGTERM")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        gomoted::run(listener, dirs, shutdown).await?;
+        anyhow::Ok(())
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    res
 }

@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use gomote_shared::digest::{Stamp, sha1_file};
 
@@ -46,8 +48,8 @@ impl LocalManifest {
         }
     }
 
-    fn mem(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (Stamp, String)>> {
-        self.mem.lock().unwrap_or_else(|p| p.into_inner())
+    fn mem(&self) -> MutexGuard<'_, HashMap<PathBuf, (Stamp, String)>> {
+        self.mem.lock()
     }
 
     /// The digest of `path` if it is known for this stamp.
@@ -218,7 +220,6 @@ impl Remotes {
     pub fn slot(&self, key: &str) -> Arc<RemoteSlot> {
         self.slots
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .entry(key.to_string())
             .or_default()
             .clone()
@@ -231,10 +232,7 @@ impl Remotes {
 
     /// Forgets a destroyed instance.
     pub fn forget(&self, key: &str) {
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.slots.lock().remove(key);
     }
 }
 

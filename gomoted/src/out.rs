@@ -34,8 +34,8 @@ impl Out {
     }
 
     /// A value as pretty JSON on the CLI's stdout (the `-json` flags).
-    pub async fn json(&self, v: &impl serde::Serialize) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+    pub async fn json(&self, v: &impl serde::Serialize) -> Result<(), serde_json::Error> {
+        let text = serde_json::to_string_pretty(v)?;
         self.stdout(format!("{text}\n")).await;
         Ok(())
     }

@@ -4,11 +4,10 @@
 //! directory; requests must name `Host: gomoted.sock` and carry no Origin
 //! or Referer, so a web page cannot drive the daemon.
 
-use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
-use anyhow::{Context as _, bail};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Request, State as AxState};
@@ -18,26 +17,51 @@ use axum::routing::{get, post};
 use futures_util::StreamExt as _;
 use gomote_shared::api::{self, ApiError, CommandRequest, ErrorKind, Event};
 use http::{HeaderValue, StatusCode, header};
-use interprocess::local_socket::tokio::prelude::*;
-use interprocess::local_socket::{GenericFilePath, ListenerOptions};
-use tokio_util::sync::CancellationToken;
+use interprocess::local_socket::traits::tokio::Listener as _;
 
-use crate::cmd::{Ctx, Runs};
-use crate::config::Config;
+use crate::cmd::Ctx;
+use crate::config::{Config, ConfigError};
+use crate::daemon::Daemon;
+use crate::listener::Listener;
 use crate::out::Out;
-use crate::session::Sessions;
-use crate::state::State;
+use crate::state::{State, StateError};
 
-/// The daemon's shared state.
+/// Why the daemon could not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// `config.toml`.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state database.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Where the daemon keeps its files.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// State, logs and the embedded coordinator's files.
+    pub data: PathBuf,
+    /// `config.toml`.
+    pub config: PathBuf,
+}
+
+impl Dirs {
+    /// The user's directories (`$XDG_DATA_HOME/gomote`, `$XDG_CONFIG_HOME/gomote`).
+    pub fn from_env() -> Dirs {
+        Dirs {
+            data: gomote_shared::paths::data_dir(),
+            config: gomote_shared::paths::config_dir(),
+        }
+    }
+}
+
+/// What a request handler sees.
 #[derive(Debug)]
-pub struct Daemon {
-    state: State,
-    sessions: Arc<Sessions>,
-    group_lock: Arc<tokio::sync::Mutex<()>>,
-    runs: Arc<Runs>,
-    started: Instant,
+struct App {
+    daemon: Arc<Daemon>,
     socket: PathBuf,
-    shutdown: CancellationToken,
 }
 
 fn api_error(status: StatusCode, kind: ErrorKind, msg: impl Into<String>) -> Response {
@@ -84,25 +108,22 @@ async fn guard(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn status(AxState(d): AxState<Arc<Daemon>>) -> Response {
+async fn status(AxState(app): AxState<Arc<App>>) -> Response {
+    let d = &app.daemon;
     let s = api::Status {
         version: reported_version().into(),
         proto: api::PROTO,
         pid: std::process::id(),
         uptime_secs: d.started.elapsed().as_secs(),
-        socket: d.socket.display().to_string(),
+        socket: app.socket.display().to_string(),
         sessions: d.sessions.names().await,
-        kept_alive: {
-            let mut k = d.sessions.keepalive.kept();
-            k.extend(d.sessions.watches.subscriber_ids());
-            k.into_iter().collect()
-        },
-        watches: d.sessions.watches.describe(),
+        kept_alive: d.kept_alive().into_iter().collect(),
+        watches: d.watches.describe(),
     };
     axum::Json(s).into_response()
 }
 
-async fn command(AxState(d): AxState<Arc<Daemon>>, req: Request) -> Response {
+async fn command(AxState(app): AxState<Arc<App>>, req: Request) -> Response {
     let proto = req
         .headers()
         .get(api::HEADER_CLI_PROTO)
@@ -141,14 +162,7 @@ async fn command(AxState(d): AxState<Arc<Daemon>>, req: Request) -> Response {
         }
     };
     let (out, rx) = Out::channel();
-    let ctx = Ctx::new(
-        creq,
-        out.clone(),
-        d.state.clone(),
-        d.sessions.clone(),
-        d.group_lock.clone(),
-        d.runs.clone(),
-    );
+    let ctx = Ctx::new(creq, out.clone(), app.daemon.clone());
     // The command runs on its own task: if the CLI goes away, it finishes
     // anyway (a run keeps writing its output file).
     tokio::spawn(async move {
@@ -168,8 +182,8 @@ async fn command(AxState(d): AxState<Arc<Daemon>>, req: Request) -> Response {
     r
 }
 
-async fn cancel(AxState(d): AxState<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> Response {
-    if d.runs.cancel(&id) {
+async fn cancel(AxState(app): AxState<Arc<App>>, UrlPath(id): UrlPath<String>) -> Response {
+    if app.daemon.runs.cancel(&id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         api_error(
@@ -180,87 +194,43 @@ async fn cancel(AxState(d): AxState<Arc<Daemon>>, UrlPath(id): UrlPath<String>) 
     }
 }
 
-async fn shutdown(AxState(d): AxState<Arc<Daemon>>) -> Response {
-    d.shutdown.cancel();
+async fn shutdown(AxState(app): AxState<Arc<App>>) -> Response {
+    app.daemon.shutdown.cancel();
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn router(d: Arc<Daemon>) -> Router {
+fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v0/status", get(status))
         .route("/v0/command", post(command))
         .route("/v0/runs/{id}/cancel", post(cancel))
         .route("/v0/shutdown", post(shutdown))
         .layer(middleware::from_fn(guard))
-        .with_state(d)
+        .with_state(app)
 }
 
-/// Prepares the socket's directory (0700) and removes a stale socket file
-/// left by a daemon that died, after checking nothing answers on it.
-async fn prepare_socket(socket: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("securing {}", dir.display()))?;
-    }
-    if socket.exists() {
-        let name = socket.to_path_buf().to_fs_name::<GenericFilePath>()?;
-        if LocalSocketStream::connect(name).await.is_ok() {
-            bail!("another daemon answers on {}", socket.display());
-        }
-        std::fs::remove_file(socket)
-            .with_context(|| format!("removing stale socket {}", socket.display()))?;
-    }
-    Ok(())
-}
-
-/// Serves until SIGTERM, SIGINT or `POST /v0/shutdown`.
-pub async fn run(socket: PathBuf) -> anyhow::Result<()> {
-    // First, before anything can read the environment concurrently.
-    let activated = crate::activation::take()?;
-    let data = gomote_shared::paths::data_dir();
-    let _lock = crate::lock::acquire(&data)?;
-    let config = Config::load(&gomote_shared::paths::config_dir())?;
-    let state = State::open(&data)?;
-    // Under systemd the socket (path, 0600, 0700 directory) is the socket
-    // unit's: adopt it, and leave the file in place at shutdown.
-    let (listener, socket, activated) = match activated {
-        Some(a) => (a.listener, a.path.unwrap_or(socket), true),
-        None => {
-            prepare_socket(&socket).await?;
-            let name = socket.clone().to_fs_name::<GenericFilePath>()?;
-            let listener = ListenerOptions::new()
-                .name(name)
-                .create_tokio()
-                .with_context(|| format!("listening on {}", socket.display()))?;
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-            }
-            (listener, socket, false)
-        }
-    };
-    let d = Arc::new(Daemon {
-        sessions: Arc::new(Sessions::new(state.clone(), config, data.clone())),
-        state,
-        group_lock: Arc::default(),
-        runs: Arc::default(),
-        started: Instant::now(),
-        socket: socket.clone(),
-        shutdown: CancellationToken::new(),
-    });
-    tracing::info!(socket = %socket.display(), version = api::VERSION, "gomoted serving");
-    tokio::spawn(d.sessions.clone().keep_alive_loop(d.shutdown.clone()));
-    tokio::spawn(d.sessions.clone().restore_watches());
-    let app = router(d.clone());
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// Serves the local API on `listener` until `shutdown` completes or a
+/// client asks for `POST /v0/shutdown`; `dirs` says where state lives.
+pub async fn run(
+    listener: Listener,
+    dirs: Dirs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let config = Config::load(&dirs.config)?;
+    let state = State::open(&dirs.data)?;
+    let daemon = Arc::new(Daemon::new(state, config, dirs.data.clone()));
+    tracing::info!(socket = %listener.path.display(), version = api::VERSION, "gomoted serving");
+    daemon.start();
+    let app = router(Arc::new(App {
+        daemon: daemon.clone(),
+        socket: listener.path.clone(),
+    }));
+    tokio::pin!(shutdown);
     loop {
         let conn = tokio::select! {
-            c = listener.accept() => c,
-            () = d.shutdown.cancelled() => break,
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            c = listener.inner.accept() => c,
+            () = daemon.shutdown.cancelled() => break,
+            () = &mut shutdown => break,
         };
         let conn = match conn {
             Ok(c) => c,
@@ -281,10 +251,9 @@ pub async fn run(socket: PathBuf) -> anyhow::Result<()> {
         });
     }
     tracing::info!("shutting down");
-    d.runs.cancel_all();
-    d.sessions.shutdown().await;
-    if !activated {
-        let _ = std::fs::remove_file(&socket);
+    daemon.stop().await;
+    if listener.owned {
+        let _ = std::fs::remove_file(&listener.path);
     }
     Ok(())
 }

@@ -14,11 +14,54 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::config::Config;
-use crate::keepalive::KeepAlive;
-use crate::manifest::LocalManifest;
-use crate::push::Pusher;
-use crate::state::State;
-use crate::watch::Watches;
+use crate::rpc::rpc_text;
+use crate::state::{State, StateError};
+
+/// Why a coordinator session could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The embedded coordinator did not start.
+    #[error("starting the embedded coordinator: {0}")]
+    Embedded(#[from] gomote_coordinator::StartError),
+    /// A start-up task died.
+    #[error("starting the embedded coordinator: {0}")]
+    Task(String),
+    /// No token for the embedded coordinator.
+    #[error("creating a token for the embedded coordinator: {0}")]
+    EmbeddedToken(String),
+    /// `-server` names a coordinator we have no token for.
+    #[error("not logged in to {0}: run `gomote -server {0} login` with your token on stdin")]
+    NotLoggedIn(String),
+    /// The URL does not parse.
+    #[error("bad coordinator URL {url:?}: {detail}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// The coordinator did not answer.
+    #[error("dialing the server={url} failed with: {detail}")]
+    Dial {
+        /// The URL.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// The token cannot be sent as a header.
+    #[error("the stored token is not valid header text")]
+    BadToken,
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The coordinator refused the token.
+    #[error("{0}")]
+    Refused(String),
+    /// Storing the token.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Debug, Clone)]
@@ -47,7 +90,7 @@ pub struct Session {
     pub loopback: bool,
 }
 
-/// Every session the daemon holds.
+/// Every coordinator connection the daemon holds, opened on first use.
 #[derive(Debug)]
 pub struct Sessions {
     state: State,
@@ -55,45 +98,16 @@ pub struct Sessions {
     data: PathBuf,
     embedded: Mutex<Option<(Arc<Session>, gomote_coordinator::Running)>>,
     remote: Mutex<HashMap<String, Arc<Session>>>,
-    /// Which instances to keep alive, and why gone ones went.
-    pub keepalive: Arc<KeepAlive>,
-    /// Push manifests, local and remote.
-    pub pusher: Arc<Pusher>,
-    /// GOROOT watches and their subscribers.
-    pub watches: Arc<Watches>,
 }
 
-const EMBEDDED: &str = "embedded";
+/// The embedded coordinator's session name.
+pub const EMBEDDED: &str = "embedded";
 
 impl Sessions {
-    /// Sessions backed by `state`, with the embedded coordinator's state under `data`.
+    /// Sessions whose tokens live in `state`, with the embedded
+    /// coordinator's state under `data`.
     pub fn new(state: State, config: Config, data: PathBuf) -> Sessions {
-        let keepalive = Arc::new(KeepAlive::new(
-            Duration::from_secs(config.keepalive_idle_secs.unwrap_or(2 * 3600)),
-            Duration::from_secs(config.keepalive_interval_secs.unwrap_or(300).max(1)),
-        ));
-        let local = match state.tree("local_manifest") {
-            Ok(t) => LocalManifest::load(t),
-            Err(e) => {
-                tracing::warn!(error = %e, "opening the local manifest; digests will not persist");
-                LocalManifest::default()
-            }
-        };
-        let pusher = Arc::new(Pusher {
-            local: Arc::new(local),
-            remotes: Default::default(),
-        });
-        let watches = Arc::new(Watches::new(
-            pusher.clone(),
-            state.tree("watches").ok(),
-            config
-                .watch_poll_secs
-                .map(|s| Duration::from_secs(s.max(1))),
-        ));
         Sessions {
-            keepalive,
-            pusher,
-            watches,
             state,
             config,
             data,
@@ -103,7 +117,7 @@ impl Sessions {
     }
 
     /// The session for `-server` (or the configured default).
-    pub async fn get(&self, server: Option<&str>) -> Result<Arc<Session>, String> {
+    pub async fn get(&self, server: Option<&str>) -> Result<Arc<Session>, SessionError> {
         let server = server
             .filter(|s| !s.is_empty())
             .map(str::to_string)
@@ -123,92 +137,12 @@ impl Sessions {
         v
     }
 
-    /// Pings what the keeper wants kept, every interval, until cancelled.
-    pub async fn keep_alive_loop(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(self.keepalive.interval) => {}
-            }
-            let mut live_on: HashMap<String, Arc<Session>> = HashMap::new();
-            for s in self.open().await {
-                match s
-                    .grpc
-                    .clone()
-                    .list_instances(gomote_shared::proto::ListInstancesRequest {})
-                    .await
-                {
-                    Ok(r) => {
-                        for i in r.into_inner().instances {
-                            live_on.insert(i.gomote_id, s.clone());
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(session = %s.name, error = %e, "keep-alive: listing instances")
-                    }
-                }
-            }
-            let mut grouped: std::collections::BTreeSet<String> = self
-                .state
-                .group_names()
-                .iter()
-                .flat_map(|g| self.state.group(g).unwrap_or_default())
-                .collect();
-            // Watched instances are held like group members.
-            grouped.extend(self.watches.subscriber_ids());
-            let live = live_on.keys().cloned().collect();
-            for id in self.keepalive.plan(&live, &grouped) {
-                if let Some(s) = live_on.get(&id) {
-                    let r = s
-                        .grpc
-                        .clone()
-                        .instance_alive(gomote_shared::proto::InstanceAliveRequest {
-                            gomote_id: id.clone(),
-                        })
-                        .await;
-                    if let Err(e) = r {
-                        tracing::warn!(%id, error = %e, "keep-alive ping failed");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Subscribes again what an earlier daemon was watching, dropping
-    /// instances that are gone, and syncs them once.
-    pub async fn restore_watches(self: Arc<Self>) {
-        for (root, subs) in self.watches.stored() {
-            let mut insts = Vec::new();
-            for st in subs {
-                let sess = if st.server == EMBEDDED {
-                    self.embedded().await
-                } else {
-                    self.remote(&st.server).await
-                };
-                let sess = match sess {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(server = %st.server, error = %e, "restoring a watch");
-                        continue;
-                    }
-                };
-                let live = sess
-                    .grpc
-                    .clone()
-                    .list_instances(gomote_shared::proto::ListInstancesRequest {})
-                    .await
-                    .map(|r| r.into_inner().instances)
-                    .unwrap_or_default();
-                if live.iter().any(|i| i.gomote_id == st.id) {
-                    insts.push(crate::target::Inst::Remote { sess, id: st.id });
-                }
-            }
-            // Gone instances drop out of the stored list too.
-            self.watches.replace(&root, &insts);
-            for i in &insts {
-                self.watches.rescan(&i.key());
-            }
-            tracing::info!(goroot = %root.display(), instances = insts.len(), "watch restored");
+    /// The session named `name` as stored (`embedded` or a URL).
+    pub async fn by_name(&self, name: &str) -> Result<Arc<Session>, SessionError> {
+        if name == EMBEDDED {
+            self.embedded().await
+        } else {
+            self.remote(name).await
         }
     }
 
@@ -221,24 +155,26 @@ impl Sessions {
         v
     }
 
-    async fn embedded(&self) -> Result<Arc<Session>, String> {
+    async fn embedded(&self) -> Result<Arc<Session>, SessionError> {
         let mut guard = self.embedded.lock().await;
         if let Some((s, _)) = guard.as_ref() {
             return Ok(s.clone());
         }
         let state_dir = self.data.join("coordinator");
-        let config = self
-            .config
-            .coordinator
-            .clone()
-            .unwrap_or_else(gomote_coordinator::config::Config::builtin);
+        let config = match self.config.coordinator.clone() {
+            Some(c) => c,
+            // The built-in types ask the host's Go where it lives (a
+            // bounded wait, but a blocking one).
+            None => tokio::task::spawn_blocking(gomote_coordinator::config::Config::builtin)
+                .await
+                .map_err(|e| SessionError::Task(e.to_string()))?,
+        };
         let running = gomote_coordinator::start(gomote_coordinator::Options {
             listen: "127.0.0.1:0".into(),
             state: state_dir.clone(),
             config,
         })
-        .await
-        .map_err(|e| format!("starting the embedded coordinator: {e}"))?;
+        .await?;
         let token = match self.state.token(EMBEDDED) {
             Some(t) => t,
             None => {
@@ -250,10 +186,8 @@ impl Sessions {
                     &state_dir,
                     &format!("{user}@localhost"),
                 )
-                .map_err(|e| format!("creating a token for the embedded coordinator: {e}"))?;
-                self.state
-                    .set_token(EMBEDDED, &t)
-                    .map_err(|e| e.to_string())?;
+                .map_err(|e| SessionError::EmbeddedToken(e.to_string()))?;
+                self.state.set_token(EMBEDDED, &t)?;
                 t
             }
         };
@@ -262,32 +196,29 @@ impl Sessions {
         Ok(s)
     }
 
-    async fn remote(&self, url: &str) -> Result<Arc<Session>, String> {
+    async fn remote(&self, url: &str) -> Result<Arc<Session>, SessionError> {
         let mut map = self.remote.lock().await;
         if let Some(s) = map.get(url) {
             return Ok(s.clone());
         }
-        let token = self.state.token(url).ok_or_else(|| {
-            format!(
-                "not logged in to {url}: run `gomote -server {url} login` with your token on stdin"
-            )
-        })?;
+        let token = self
+            .state
+            .token(url)
+            .ok_or_else(|| SessionError::NotLoggedIn(url.to_string()))?;
         let s = Arc::new(connect(url, url, &token).await?);
         map.insert(url.to_string(), s.clone());
         Ok(s)
     }
 
     /// Stores a token for a coordinator and checks it works.
-    pub async fn login(&self, url: &str, token: &str) -> Result<(), String> {
+    pub async fn login(&self, url: &str, token: &str) -> Result<(), SessionError> {
         let s = connect(url, url, token).await?;
         s.grpc
             .clone()
             .authenticate(gomote_shared::proto::AuthenticateRequest {})
             .await
-            .map_err(|e| crate::target::rpc_text(&e))?;
-        self.state
-            .set_token(url, token)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SessionError::Refused(rpc_text(&e)))?;
+        self.state.set_token(url, token)?;
         self.remote
             .lock()
             .await
@@ -304,43 +235,36 @@ impl Sessions {
     }
 }
 
-async fn connect(name: &str, url: &str, token: &str) -> Result<Session, String> {
+async fn connect(name: &str, url: &str, token: &str) -> Result<Session, SessionError> {
     let endpoint = Channel::from_shared(url.to_string())
-        .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?
+        .map_err(|e| SessionError::BadUrl {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true);
-    let ch = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("dialing the server={url} failed with: {e}"))?;
+    let ch = endpoint.connect().await.map_err(|e| SessionError::Dial {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })?;
     let v = format!("Bearer {token}")
         .parse()
-        .map_err(|_| "the stored token is not valid header text".to_string())?;
+        .map_err(|_| SessionError::BadToken)?;
     Ok(Session {
         name: name.to_string(),
         grpc: GomoteServiceClient::with_interceptor(ch, Bearer(v))
             .max_decoding_message_size(64 << 20),
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| e.to_string())?,
+            .build()?,
         loopback: is_loopback_url(url),
     })
 }
 
 /// Whether a URL's host is this machine.
 fn is_loopback_url(url: &str) -> bool {
-    let Ok(u) = url.parse::<http::Uri>() else {
-        return false;
-    };
-    match u
-        .host()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-    {
-        Some("localhost") => true,
-        Some(h) => h
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(gomote_shared::net::is_loopback_host))
+        .unwrap_or(false)
 }

@@ -5,8 +5,27 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+
+/// A failure of the state database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Opening the database.
+    #[error("opening state database in {dir}: {source}")]
+    Open {
+        /// Its directory.
+        dir: String,
+        /// Why.
+        source: sled::Error,
+    },
+    /// Reading or writing it.
+    #[error("state database: {0}")]
+    Db(#[from] sled::Error),
+    /// Encoding a record.
+    #[error("encoding state: {0}")]
+    Encode(#[from] serde_json::Error),
+}
 
 /// The open database.
 #[derive(Debug, Clone)]
@@ -32,11 +51,14 @@ pub struct RunRecord {
 
 impl State {
     /// Opens (creating) the database in `dir`.
-    pub fn open(dir: &Path) -> anyhow::Result<State> {
+    pub fn open(dir: &Path) -> Result<State, StateError> {
         let db = sled::Config::new()
             .path(dir.join("state"))
             .open()
-            .with_context(|| format!("opening state database in {}", dir.display()))?;
+            .map_err(|source| StateError::Open {
+                dir: dir.display().to_string(),
+                source,
+            })?;
         Ok(State {
             groups: db.open_tree("groups")?,
             tokens: db.open_tree("tokens")?,
@@ -68,7 +90,7 @@ impl State {
     }
 
     /// Creates or replaces a group.
-    pub fn put_group(&self, name: &str, members: &[String]) -> anyhow::Result<()> {
+    pub fn put_group(&self, name: &str, members: &[String]) -> Result<(), StateError> {
         let mut m: Vec<String> = members.to_vec();
         m.sort();
         m.dedup();
@@ -79,7 +101,7 @@ impl State {
     }
 
     /// Deletes a group; returns whether it existed.
-    pub fn delete_group(&self, name: &str) -> anyhow::Result<bool> {
+    pub fn delete_group(&self, name: &str) -> Result<bool, StateError> {
         let existed = self.groups.remove(name.as_bytes())?.is_some();
         self.flush();
         Ok(existed)
@@ -92,7 +114,7 @@ impl State {
     }
 
     /// Stores the token for a coordinator URL.
-    pub fn set_token(&self, server: &str, token: &str) -> anyhow::Result<()> {
+    pub fn set_token(&self, server: &str, token: &str) -> Result<(), StateError> {
         self.tokens.insert(server.as_bytes(), token.as_bytes())?;
         self.flush();
         Ok(())
@@ -100,7 +122,7 @@ impl State {
 
     /// Another named table in the same database (the push manifests, the
     /// watch subscriptions).
-    pub fn tree(&self, name: &str) -> anyhow::Result<sled::Tree> {
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StateError> {
         Ok(self.db.open_tree(name)?)
     }
 

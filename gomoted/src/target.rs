@@ -10,12 +10,8 @@ use gomote_shared::buildlet_client::{BuildletClient, ExecEvent, ExecOpts, ExecOu
 use gomote_shared::proto::*;
 use tonic::Code;
 
+use crate::rpc::rpc_text;
 use crate::session::Session;
-
-/// Renders a gRPC status as Go does: `rpc error: code = NotFound desc = ...`.
-pub fn rpc_text(s: &tonic::Status) -> String {
-    format!("rpc error: code = {:?} desc = {}", s.code(), s.message())
-}
 
 /// A failed operation on an instance.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -111,6 +107,9 @@ pub fn parse_direct(arg: &str, password: Option<&str>) -> Option<Inst> {
         client,
     })
 }
+
+/// A download: chunks of bytes, or why it broke.
+pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, OpError>> + Send>>;
 
 /// A stream of output chunks ending in a [`RunEnd`].
 pub type OutputStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, RunEnd>> + Send>>;
@@ -288,10 +287,7 @@ impl Inst {
     }
 
     /// A .tar.gz of `dir`, as a byte stream.
-    pub async fn get_tgz(
-        &self,
-        dir: &str,
-    ) -> Result<std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>, OpError> {
+    pub async fn get_tgz(&self, dir: &str) -> Result<ByteStream, OpError> {
         match self {
             Inst::Remote { sess, id } => {
                 let url = sess
@@ -313,13 +309,13 @@ impl Inst {
                     )));
                 }
                 Ok(Box::pin(
-                    resp.bytes_stream().map(|r| r.map_err(|e| e.to_string())),
+                    resp.bytes_stream().map(|r| r.map_err(OpError::other)),
                 ))
             }
             Inst::Direct { client, .. } => {
                 let dir = if dir.is_empty() { "." } else { dir };
                 let s = client.get_tar(dir).await.map_err(OpError::other)?;
-                Ok(Box::pin(s.map(|r| r.map_err(|e| e.to_string()))))
+                Ok(Box::pin(s.map(|r| r.map_err(OpError::other))))
             }
         }
     }

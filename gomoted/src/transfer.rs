@@ -9,8 +9,31 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
+use crate::rpc::rpc_text;
 use crate::session::Session;
-use crate::target::rpc_text;
+
+/// Why data could not be sent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// The local file could not be opened.
+    #[error("opening {path}: {detail}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        detail: String,
+    },
+    /// The coordinator gave no upload grant.
+    #[error("unable to request credentials for a file upload: {0}")]
+    Grant(String),
+    /// The upload request failed.
+    #[error("unable to upload file: http request failed: {0}")]
+    Request(String),
+    /// The object store refused it.
+    #[error("unable to upload file: http post failed: status code={0}")]
+    Status(u16),
+}
 
 #[derive(Debug)]
 enum Source {
@@ -46,13 +69,16 @@ impl Payload {
     }
 
     /// A request body with the data.
-    pub async fn body(&self) -> Result<reqwest::Body, String> {
+    pub async fn body(&self) -> Result<reqwest::Body, TransferError> {
         match &self.source {
             Source::Bytes(b) => Ok(reqwest::Body::from(b.clone())),
             Source::File(p) => {
                 let f = tokio::fs::File::open(p)
                     .await
-                    .map_err(|e| format!("opening {}: {e}", p.display()))?;
+                    .map_err(|e| TransferError::Open {
+                        path: p.display().to_string(),
+                        detail: e.to_string(),
+                    })?;
                 Ok(reqwest::Body::wrap_stream(
                     tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024),
                 ))
@@ -61,7 +87,7 @@ impl Payload {
     }
 
     /// Uploads to `sess`'s object store (once) and returns the object URL.
-    pub async fn url_for(&self, sess: &Session) -> Result<String, String> {
+    pub async fn url_for(&self, sess: &Session) -> Result<String, TransferError> {
         let mut urls = self.urls.lock().await;
         if let Some(u) = urls.get(&sess.name) {
             return Ok(u.clone());
@@ -71,12 +97,7 @@ impl Payload {
             .clone()
             .upload_file(gomote_shared::proto::UploadFileRequest {})
             .await
-            .map_err(|s| {
-                format!(
-                    "unable to request credentials for a file upload: {}",
-                    rpc_text(&s)
-                )
-            })?
+            .map_err(|s| TransferError::Grant(rpc_text(&s)))?
             .into_inner();
         let mut form = reqwest::multipart::Form::new();
         for (k, v) in &grant.fields {
@@ -85,7 +106,7 @@ impl Payload {
         let part = reqwest::multipart::Part::stream(self.body().await?)
             .file_name(self.filename.clone())
             .mime_str("application/octet-stream")
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TransferError::Request(e.to_string()))?;
         form = form.part("file", part);
         let resp = sess
             .http
@@ -93,12 +114,9 @@ impl Payload {
             .multipart(form)
             .send()
             .await
-            .map_err(|e| format!("unable to upload file: http request failed: {e}"))?;
+            .map_err(|e| TransferError::Request(e.to_string()))?;
         if resp.status().as_u16() != 204 {
-            return Err(format!(
-                "unable to upload file: http post failed: status code={}",
-                resp.status().as_u16()
-            ));
+            return Err(TransferError::Status(resp.status().as_u16()));
         }
         let url = format!("{}{}", grant.url, grant.object_name);
         urls.insert(sess.name.clone(), url.clone());

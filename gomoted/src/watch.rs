@@ -7,17 +7,19 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use notify::Watcher as _;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::localtree::{self, Ignores};
 use crate::out::Out;
-use crate::push::{PushOpts, Pusher};
+use crate::push::{PushError, PushOpts, Pusher, Trigger};
 use crate::target::Inst;
 
 /// Quiet time that ends a burst of events (an editor's write, rename, chmod).
@@ -26,6 +28,25 @@ const SETTLE: Duration = Duration::from_millis(4);
 const BURST_MAX: Duration = Duration::from_millis(100);
 /// Scan interval when inotify cannot be used.
 const POLL_DEFAULT: Duration = Duration::from_secs(1);
+/// Messages waiting for the push task; beyond this the watcher stops
+/// queueing paths and asks for one whole-tree look instead (a `git
+/// checkout` of thousands of files must not grow memory without bound).
+const QUEUE: usize = 1024;
+
+/// Why a subscriber has not caught up.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// The push to it failed.
+    #[error(transparent)]
+    Push(#[from] PushError),
+    /// It was unsubscribed before catching up.
+    #[error("no longer watching")]
+    Unsubscribed,
+    /// The watcher's task ended.
+    #[error("the watcher stopped")]
+    Stopped,
+}
 
 enum Msg {
     /// Paths that changed (absolute).
@@ -33,7 +54,28 @@ enum Msg {
     /// Look at the whole tree.
     Rescan,
     /// Reply once the instance with this key has caught up.
-    Barrier(String, oneshot::Sender<Result<(), String>>),
+    Barrier(String, oneshot::Sender<Result<(), WatchError>>),
+}
+
+/// The sending side of a watch's queue. Producers that cannot wait (the
+/// notify callback, [`Watches::rescan`]) never block: when the queue is
+/// full they raise `overflow`, which the push task turns into a rescan.
+#[derive(Clone)]
+struct Queue {
+    tx: mpsc::Sender<Msg>,
+    overflow: Arc<AtomicBool>,
+}
+
+impl Queue {
+    fn offer(&self, m: Msg) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(m) {
+            self.overflow.store(true, Ordering::SeqCst);
+            // If the task drained the queue between the failed send and the
+            // flag, this wakes it; if the queue is still full, a message it
+            // has yet to take will make it see the flag.
+            let _ = self.tx.try_send(Msg::Rescan);
+        }
+    }
 }
 
 /// One subscriber.
@@ -48,7 +90,7 @@ struct Sub {
 struct Watch {
     root: PathBuf,
     subs: Mutex<BTreeMap<String, Sub>>,
-    tx: mpsc::UnboundedSender<Msg>,
+    queue: Queue,
     /// `inotify` or a note on the scanning fallback.
     how: String,
     cancel: CancellationToken,
@@ -79,10 +121,6 @@ impl std::fmt::Debug for Watches {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Watches {
     /// Watches backed by `db` (subscriptions survive restarts); `poll`
     /// forces scanning at that interval instead of inotify.
@@ -111,7 +149,9 @@ impl Watches {
 
     fn persist(&self, w: &Watch) {
         let Some(db) = &self.db else { return };
-        let subs: Vec<Stored> = lock(&w.subs)
+        let subs: Vec<Stored> = w
+            .subs
+            .lock()
             .values()
             .filter_map(|s| match &s.inst {
                 Inst::Remote { sess, id } => Some(Stored {
@@ -139,11 +179,11 @@ impl Watches {
     /// needed. Returns how it is watched (`inotify`, or the fallback).
     pub fn subscribe(&self, root: &Path, insts: &[Inst], ignores: Option<Ignores>) -> String {
         let w = {
-            let mut map = lock(&self.map);
+            let mut map = self.map.lock();
             // An instance follows one GOROOT at a time.
             for (r, other) in map.iter() {
                 if r != root {
-                    let mut subs = lock(&other.subs);
+                    let mut subs = other.subs.lock();
                     for i in insts {
                         subs.remove(&i.key());
                     }
@@ -154,7 +194,7 @@ impl Watches {
                 .clone()
         };
         {
-            let mut subs = lock(&w.subs);
+            let mut subs = w.subs.lock();
             for i in insts {
                 subs.insert(
                     i.key(),
@@ -184,11 +224,11 @@ impl Watches {
     /// Unsubscribes instances (from whatever they watch); returns the
     /// GOROOTs they were following.
     pub fn unsubscribe(&self, keys: &[String]) -> Vec<PathBuf> {
-        let watches: Vec<Arc<Watch>> = lock(&self.map).values().cloned().collect();
+        let watches: Vec<Arc<Watch>> = self.map.lock().values().cloned().collect();
         let mut roots = Vec::new();
         for w in watches {
             let removed = {
-                let mut subs = lock(&w.subs);
+                let mut subs = w.subs.lock();
                 keys.iter().filter(|k| subs.remove(*k).is_some()).count()
             };
             if removed > 0 {
@@ -202,8 +242,8 @@ impl Watches {
 
     /// Stops watchers nobody follows any more.
     fn reap(&self) {
-        lock(&self.map).retain(|_, w| {
-            let keep = !lock(&w.subs).is_empty();
+        self.map.lock().retain(|_, w| {
+            let keep = !w.subs.lock().is_empty();
             if !keep {
                 w.cancel.cancel();
             }
@@ -213,25 +253,29 @@ impl Watches {
 
     /// The GOROOT an instance follows.
     pub fn watching(&self, key: &str) -> Option<PathBuf> {
-        lock(&self.map)
+        self.map
+            .lock()
             .values()
-            .find(|w| lock(&w.subs).contains_key(key))
+            .find(|w| w.subs.lock().contains_key(key))
             .map(|w| w.root.clone())
     }
 
     /// The last push failure for a subscriber, if the last push failed.
     pub fn error(&self, key: &str) -> Option<String> {
-        lock(&self.map)
+        self.map
+            .lock()
             .values()
-            .find_map(|w| lock(&w.subs).get(key).and_then(|s| s.error.clone()))
+            .find_map(|w| w.subs.lock().get(key).and_then(|s| s.error.clone()))
     }
 
     /// Ids of every subscriber (kept alive while watched).
     pub fn subscriber_ids(&self) -> BTreeSet<String> {
-        lock(&self.map)
+        self.map
+            .lock()
             .values()
             .flat_map(|w| {
-                lock(&w.subs)
+                w.subs
+                    .lock()
                     .values()
                     .map(|s| s.inst.name().to_string())
                     .collect::<Vec<_>>()
@@ -241,10 +285,13 @@ impl Watches {
 
     /// One line per watch, for `gomote daemon status`.
     pub fn describe(&self) -> Vec<String> {
-        lock(&self.map)
+        self.map
+            .lock()
             .values()
             .map(|w| {
-                let subs: Vec<String> = lock(&w.subs)
+                let subs: Vec<String> = w
+                    .subs
+                    .lock()
                     .values()
                     .map(|s| s.inst.name().to_string())
                     .collect();
@@ -255,35 +302,40 @@ impl Watches {
 
     /// Waits until the instance (`key`, subscribed to `root`) has every
     /// change made so far. `None` if it is not subscribed to `root`.
-    pub async fn barrier(&self, root: &Path, key: &str) -> Option<Result<(), String>> {
-        let w = lock(&self.map).get(root).cloned()?;
-        if !lock(&w.subs).contains_key(key) {
+    pub async fn barrier(&self, root: &Path, key: &str) -> Option<Result<(), WatchError>> {
+        let w = self.map.lock().get(root).cloned()?;
+        if !w.subs.lock().contains_key(key) {
             return None;
         }
         let (tx, rx) = oneshot::channel();
-        w.tx.send(Msg::Barrier(key.to_string(), tx)).ok()?;
-        Some(
-            rx.await
-                .unwrap_or_else(|_| Err("the watcher stopped".into())),
-        )
+        w.queue
+            .tx
+            .send(Msg::Barrier(key.to_string(), tx))
+            .await
+            .ok()?;
+        Some(rx.await.unwrap_or(Err(WatchError::Stopped)))
     }
 
     /// Asks every watcher to look at its whole tree (after a command ran on
     /// a subscriber, say).
     pub fn rescan(&self, key: &str) {
-        for w in lock(&self.map).values() {
-            if lock(&w.subs).contains_key(key) {
-                let _ = w.tx.send(Msg::Rescan);
+        for w in self.map.lock().values() {
+            if w.subs.lock().contains_key(key) {
+                w.queue.offer(Msg::Rescan);
             }
         }
     }
 
     fn start(&self, root: &Path, ignores: Option<Ignores>) -> Arc<Watch> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let queue = Queue {
+            tx,
+            overflow: Arc::default(),
+        };
         let cancel = CancellationToken::new();
         let (watcher, how) = match self.poll {
             Some(every) => (None, format!("scanning every {}s", every.as_secs_f64())),
-            None => match inotify(root, tx.clone()) {
+            None => match inotify(root, queue.clone()) {
                 Ok(w) => (Some(w), "inotify".to_string()),
                 Err(e) => {
                     let how = if is_watch_limit(&e) {
@@ -304,7 +356,7 @@ impl Watches {
         };
         if watcher.is_none() {
             let every = self.poll.unwrap_or(POLL_DEFAULT);
-            let tx = tx.clone();
+            let tx = queue.tx.clone();
             let cancel = cancel.clone();
             tokio::spawn(async move {
                 loop {
@@ -312,7 +364,7 @@ impl Watches {
                         () = cancel.cancelled() => return,
                         () = tokio::time::sleep(every) => {}
                     }
-                    if tx.send(Msg::Rescan).is_err() {
+                    if tx.send(Msg::Rescan).await.is_err() {
                         return;
                     }
                 }
@@ -321,7 +373,7 @@ impl Watches {
         let w = Arc::new(Watch {
             root: root.to_path_buf(),
             subs: Mutex::default(),
-            tx,
+            queue,
             how,
             cancel,
             _watcher: watcher,
@@ -336,21 +388,18 @@ fn is_watch_limit(e: &notify::Error) -> bool {
         || matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(28))
 }
 
-fn inotify(
-    root: &Path,
-    tx: mpsc::UnboundedSender<Msg>,
-) -> Result<notify::RecommendedWatcher, notify::Error> {
+fn inotify(root: &Path, q: Queue) -> Result<notify::RecommendedWatcher, notify::Error> {
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
         Ok(ev) => {
             if ev.need_rescan() {
-                let _ = tx.send(Msg::Rescan);
+                q.offer(Msg::Rescan);
             } else if !matches!(ev.kind, notify::EventKind::Access(_)) && !ev.paths.is_empty() {
-                let _ = tx.send(Msg::Changed(ev.paths));
+                q.offer(Msg::Changed(ev.paths));
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, "watch error; rescanning");
-            let _ = tx.send(Msg::Rescan);
+            q.offer(Msg::Rescan);
         }
     })?;
     w.watch(root, notify::RecursiveMode::Recursive)?;
@@ -362,7 +411,7 @@ fn inotify(
 struct Batch {
     dirty: BTreeSet<String>,
     rescan: bool,
-    barriers: Vec<(String, oneshot::Sender<Result<(), String>>)>,
+    barriers: Vec<(String, oneshot::Sender<Result<(), WatchError>>)>,
 }
 
 impl Batch {
@@ -412,7 +461,7 @@ fn log_out(root: &Path) -> Out {
 
 async fn run(
     w: Arc<Watch>,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
+    mut rx: mpsc::Receiver<Msg>,
     pusher: Arc<Pusher>,
     ignores: Option<Ignores>,
 ) {
@@ -444,10 +493,15 @@ async fn run(
                 Err(_) => break,
             }
         }
+        if w.queue.overflow.swap(false, Ordering::SeqCst) {
+            b.rescan = true;
+        }
         if b.is_empty() {
             continue;
         }
-        let subs: Vec<(String, Inst)> = lock(&w.subs)
+        let subs: Vec<(String, Inst)> = w
+            .subs
+            .lock()
             .iter()
             .map(|(k, s)| (k.clone(), s.inst.clone()))
             .collect();
@@ -461,14 +515,16 @@ async fn run(
             &out,
             &w.root,
             &insts,
-            ignores
-                .as_ref()
-                .filter(|_| scoped)
-                .map(|i| (dirty.as_slice(), i)),
+            Trigger::Watch(
+                ignores
+                    .as_ref()
+                    .filter(|_| scoped)
+                    .map(|i| (dirty.as_slice(), i)),
+            ),
             PushOpts::default(),
         )
         .await;
-        let mut results: HashMap<String, Result<(), String>> = HashMap::new();
+        let mut results: HashMap<String, Result<(), WatchError>> = HashMap::new();
         match first {
             Ok(o) => {
                 if let Some(i) = o.ignores {
@@ -493,7 +549,7 @@ async fn run(
                         &out,
                         &w.root,
                         std::slice::from_ref(inst),
-                        None,
+                        Trigger::Watch(None),
                         PushOpts::default(),
                     )
                     .await
@@ -501,7 +557,8 @@ async fn run(
                         if let Some(i) = o.ignores {
                             ignores = Some(i);
                         }
-                    });
+                    })
+                    .map_err(WatchError::from);
                     if let Err(e) = &r {
                         tracing::warn!(instance = %inst.name(), error = %e, "watch push failed");
                     }
@@ -510,17 +567,15 @@ async fn run(
             }
         }
         {
-            let mut s = lock(&w.subs);
+            let mut s = w.subs.lock();
             for (k, r) in &results {
                 if let Some(sub) = s.get_mut(k) {
-                    sub.error = r.as_ref().err().cloned();
+                    sub.error = r.as_ref().err().map(ToString::to_string);
                 }
             }
         }
         for (k, tx) in b.barriers {
-            let r = results
-                .remove(&k)
-                .unwrap_or_else(|| Err("no longer watching".into()));
+            let r = results.remove(&k).unwrap_or(Err(WatchError::Unsubscribed));
             let _ = tx.send(r.clone());
             results.insert(k, r);
         }

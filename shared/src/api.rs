@@ -93,140 +93,216 @@ pub struct CommandRequest {
 
 /// A command and its flags, exactly as the user gave them; positional
 /// arguments are interpreted by the daemon (it knows which are instances).
+/// On the wire each is a JSON object tagged by `"command"` with the
+/// command's fields beside the tag.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// `gomote create`.
-    Create {
-        /// Positional arguments (the builder type).
-        args: Vec<String>,
-        /// `-count`.
-        count: u32,
-        /// `-list`.
-        list: bool,
-        /// `-new-group`.
-        new_group: Option<String>,
-        /// `-setup`.
-        setup: bool,
-        /// `-status`.
-        status: bool,
-        /// `-json` (with `-list`).
-        json: bool,
-    },
+    Create(CreateCmd),
     /// `gomote destroy`.
-    Destroy {
-        /// Positional arguments.
-        args: Vec<String>,
-        /// `-destroy-group`.
-        destroy_group: bool,
-    },
+    Destroy(DestroyCmd),
     /// `gomote list`.
-    List {
-        /// `-json`.
-        json: bool,
-    },
+    List(ListCmd),
     /// `gomote ls`.
-    Ls {
-        /// Positional arguments.
-        args: Vec<String>,
-        /// `-R`.
-        recursive: bool,
-        /// `-d`.
-        digest: bool,
-        /// `-skip`.
-        skip: String,
-    },
+    Ls(LsCmd),
     /// `gomote ping`.
-    Ping {
-        /// Positional arguments.
-        args: Vec<String>,
-    },
+    Ping(PingCmd),
     /// `gomote push`.
-    Push {
-        /// Positional arguments.
-        args: Vec<String>,
-        /// `-dry-run`.
-        dry_run: bool,
-        /// `-v`: one line per file.
-        verbose: bool,
-        /// `-watch`: push again whenever a file is saved.
-        #[serde(default)]
-        watch: bool,
-        /// `-unwatch`: stop doing that.
-        #[serde(default)]
-        unwatch: bool,
-    },
+    Push(PushCmd),
     /// `gomote put`.
-    Put {
-        /// Positional arguments (`-` stands for stdin; see `stdin_file`).
-        args: Vec<String>,
-        /// `-mode` (octal text).
-        mode: Option<String>,
-        /// Where the CLI saved its standard input when a source is `-`.
-        stdin_file: Option<PathBuf>,
-    },
+    Put(PutCmd),
     /// `gomote puttar`.
-    Puttar {
-        /// Positional arguments.
-        args: Vec<String>,
-        /// `-dir`.
-        dir: String,
-        /// Where the CLI saved its standard input when the source is `-`.
-        stdin_file: Option<PathBuf>,
-    },
+    Puttar(PuttarCmd),
     /// `gomote gettar`.
-    Gettar {
-        /// Positional arguments.
-        args: Vec<String>,
-        /// `-dir`.
-        dir: String,
-    },
+    Gettar(GettarCmd),
     /// `gomote rm`.
-    Rm {
-        /// Positional arguments.
-        args: Vec<String>,
-    },
+    Rm(RmCmd),
     /// `gomote run`.
-    Run {
-        /// Positional arguments: `[instance] cmd [args...]`.
-        args: Vec<String>,
-        /// `-dir`.
-        dir: String,
-        /// `-e`, in order.
-        env: Vec<String>,
-        /// `-path` (raw; `EMPTY` means an empty PATH).
-        path: Option<String>,
-        /// `-system`.
-        system: bool,
-        /// `-debug`.
-        debug: bool,
-        /// `-firewall`.
-        firewall: bool,
-        /// `-builderenv`.
-        builderenv: String,
-        /// `-collect`.
-        collect: bool,
-        /// `-until`.
-        until: Option<String>,
-    },
+    Run(RunCmd),
     /// `gomote group <sub> ...`.
-    Group {
-        /// `create`, `destroy`, `add`, `remove` or `list`.
-        sub: String,
-        /// Its arguments.
-        args: Vec<String>,
-        /// `-json` (with `list`).
-        json: bool,
-    },
+    Group(GroupCmd),
     /// `gomote login -server URL` (token from stdin).
-    Login {
-        /// The token the CLI read.
-        token: String,
-    },
+    Login(LoginCmd),
     /// Names of live instances, for shell completion.
     CompleteInstances,
     /// Builder types, for shell completion.
     CompleteBuilders,
+}
+
+impl Command {
+    /// The command's name as the user typed it (`complete` for completions).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Create(_) => "create",
+            Command::Destroy(_) => "destroy",
+            Command::List(_) => "list",
+            Command::Ls(_) => "ls",
+            Command::Ping(_) => "ping",
+            Command::Push(_) => "push",
+            Command::Put(_) => "put",
+            Command::Puttar(_) => "puttar",
+            Command::Gettar(_) => "gettar",
+            Command::Rm(_) => "rm",
+            Command::Run(_) => "run",
+            Command::Group(_) => "group",
+            Command::Login(_) => "login",
+            Command::CompleteInstances | Command::CompleteBuilders => "complete",
+        }
+    }
+}
+
+/// `gomote create`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateCmd {
+    /// Positional arguments (the builder type).
+    pub args: Vec<String>,
+    /// `-count`.
+    pub count: u32,
+    /// `-list`.
+    pub list: bool,
+    /// `-new-group`.
+    pub new_group: Option<String>,
+    /// `-setup`.
+    pub setup: bool,
+    /// `-status`.
+    pub status: bool,
+    /// `-json` (with `-list`).
+    pub json: bool,
+}
+
+/// `gomote destroy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyCmd {
+    /// Positional arguments.
+    pub args: Vec<String>,
+    /// `-destroy-group`.
+    pub destroy_group: bool,
+}
+
+/// `gomote list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListCmd {
+    /// `-json`.
+    pub json: bool,
+}
+
+/// `gomote ls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LsCmd {
+    /// Positional arguments.
+    pub args: Vec<String>,
+    /// `-R`.
+    pub recursive: bool,
+    /// `-d`.
+    pub digest: bool,
+    /// `-skip`.
+    pub skip: String,
+}
+
+/// `gomote ping`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingCmd {
+    /// Positional arguments.
+    pub args: Vec<String>,
+}
+
+/// `gomote push`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushCmd {
+    /// Positional arguments.
+    pub args: Vec<String>,
+    /// `-dry-run`.
+    pub dry_run: bool,
+    /// `-v`: one line per file.
+    pub verbose: bool,
+    /// `-watch`: push again whenever a file is saved.
+    #[serde(default)]
+    pub watch: bool,
+    /// `-unwatch`: stop doing that.
+    #[serde(default)]
+    pub unwatch: bool,
+}
+
+/// `gomote put`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutCmd {
+    /// Positional arguments (`-` stands for stdin; see `stdin_file`).
+    pub args: Vec<String>,
+    /// `-mode` (octal text).
+    pub mode: Option<String>,
+    /// Where the CLI saved its standard input when a source is `-`.
+    pub stdin_file: Option<PathBuf>,
+}
+
+/// `gomote puttar`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PuttarCmd {
+    /// Positional arguments.
+    pub args: Vec<String>,
+    /// `-dir`.
+    pub dir: String,
+    /// Where the CLI saved its standard input when the source is `-`.
+    pub stdin_file: Option<PathBuf>,
+}
+
+/// `gomote gettar`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GettarCmd {
+    /// Positional arguments.
+    pub args: Vec<String>,
+    /// `-dir`.
+    pub dir: String,
+}
+
+/// `gomote rm`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RmCmd {
+    /// Positional arguments.
+    pub args: Vec<String>,
+}
+
+/// `gomote run`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCmd {
+    /// Positional arguments: `[instance] cmd [args...]`.
+    pub args: Vec<String>,
+    /// `-dir`.
+    pub dir: String,
+    /// `-e`, in order.
+    pub env: Vec<String>,
+    /// `-path` (raw; `EMPTY` means an empty PATH).
+    pub path: Option<String>,
+    /// `-system`.
+    pub system: bool,
+    /// `-debug`.
+    pub debug: bool,
+    /// `-firewall`.
+    pub firewall: bool,
+    /// `-builderenv`.
+    pub builderenv: String,
+    /// `-collect`.
+    pub collect: bool,
+    /// `-until`.
+    pub until: Option<String>,
+}
+
+/// `gomote group <sub> ...`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCmd {
+    /// `create`, `destroy`, `add`, `remove` or `list`.
+    pub sub: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// `-json` (with `list`).
+    pub json: bool,
+}
+
+/// `gomote login -server URL`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginCmd {
+    /// The token the CLI read from standard input.
+    pub token: String,
 }
 
 /// One item of a command's reply stream.
@@ -353,12 +429,18 @@ mod tests {
 
     #[test]
     fn commands_are_tagged() {
-        let c = Command::Ping {
+        let c = Command::Ping(PingCmd {
             args: vec!["a".into()],
-        };
+        });
         assert_eq!(
             serde_json::to_string(&c).unwrap(),
             r#"{"command":"ping","args":["a"]}"#
+        );
+        let back: Command = serde_json::from_str(r#"{"command":"push","args":[],"dry_run":false,"verbose":true}"#).unwrap();
+        assert!(matches!(back, Command::Push(PushCmd { verbose: true, watch: false, .. })));
+        assert_eq!(
+            serde_json::to_string(&Command::CompleteBuilders).unwrap(),
+            r#"{"command":"complete_builders"}"#
         );
     }
 }

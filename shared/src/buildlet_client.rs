@@ -126,15 +126,9 @@ pub struct BuildletClient {
 impl BuildletClient {
     /// Whether the buildlet is on this machine (a loopback host).
     pub fn is_loopback(&self) -> bool {
-        match self.base.host_str() {
-            Some("localhost") => true,
-            Some(h) => h
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback()),
-            None => false,
-        }
+        self.base
+            .host_str()
+            .is_some_and(crate::net::is_loopback_host)
     }
 
     /// A client for the buildlet at `base_url` (`http://host:port`, or just

@@ -11,6 +11,8 @@ pub mod buildlet_client;
 pub mod digest;
 pub mod filemode;
 pub mod gofmt;
+pub mod goenv;
+pub mod net;
 pub mod paths;
 pub mod platform;
 pub mod process;

@@ -6,18 +6,21 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use gomote_shared::api::CreateCmd;
 use gomote_shared::proto::create_instance_response::Status as CreateStatus;
 use gomote_shared::proto::{
     CreateInstanceRequest, DestroyInstanceRequest, ListSwarmingBuildersRequest,
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{CmdResult, Ctx, usage};
-use crate::resolve;
-use crate::target::{Inst, rpc_text};
+use super::ctx::{CmdResult, Ctx, Failure, usage};
+use super::resolve;
+use crate::rpc::rpc_text;
+use crate::state::StateError;
+use crate::target::Inst;
 
 /// The builder types the session offers, sorted.
-pub async fn builders(ctx: &Ctx) -> Result<Vec<String>, String> {
+pub async fn builders(ctx: &Ctx) -> Result<Vec<String>, Failure> {
     let sess = ctx.session().await?;
     let mut req = tonic::Request::new(ListSwarmingBuildersRequest {});
     req.set_timeout(Duration::from_secs(5));
@@ -26,29 +29,42 @@ pub async fn builders(ctx: &Ctx) -> Result<Vec<String>, String> {
         .clone()
         .list_swarming_builders(req)
         .await
-        .map_err(|s| format!("unable to retrieve swarming builders: {}", rpc_text(&s)))?;
+        .map_err(|s| {
+            Failure::new(format!(
+                "unable to retrieve swarming builders: {}",
+                rpc_text(&s)
+            ))
+        })?;
     Ok(r.into_inner().builders)
 }
 
-fn go_secs(d: Duration) -> String {
-    crate::cmd::list::go_duration(i128::from(d.as_secs()) * 1_000_000_000)
+/// Builder types, one per line, for completion.
+pub async fn complete_builders(ctx: &Ctx) -> CmdResult {
+    for b in builders(ctx).await? {
+        ctx.out.stdout(format!("{b}\n")).await;
+    }
+    Ok(0)
 }
 
-#[allow(clippy::too_many_arguments)]
+fn go_secs(d: Duration) -> String {
+    super::list::go_duration(i128::from(d.as_secs()) * 1_000_000_000)
+}
+
 /// `gomote create`.
-pub async fn create(
-    ctx: &Ctx,
-    args: Vec<String>,
-    count: u32,
-    list: bool,
-    new_group: Option<String>,
-    setup: bool,
-    status: bool,
-    json: bool,
-) -> CmdResult {
-    if list || args.is_empty() {
+pub async fn create(ctx: &Ctx, c: &CreateCmd) -> CmdResult {
+    let CreateCmd {
+        args,
+        count,
+        list,
+        new_group,
+        setup,
+        status,
+        json,
+    } = c;
+    let (count, status) = (*count, *status);
+    if *list || args.is_empty() {
         let b = builders(ctx).await?;
-        if json {
+        if *json {
             ctx.out.json(&b).await?;
         } else {
             let mut s = String::new();
@@ -71,28 +87,28 @@ pub async fn create(
     }
     let offered = builders(ctx).await?;
     if !offered.contains(builder) {
-        return Err(format!(
+        return Err(Failure::new(format!(
             "unknown builder type {builder:?}; this coordinator offers: {} (builder types for other systems need a coordinator with such machines: see `gomote -server URL login`)",
             offered.join(", ")
-        )
-        .into());
+        )));
     }
     // The target group, decided before anything is created.
     let mut group = resolve::active(ctx).await?.map(|g| g.name);
-    if let Some(ng) = &new_group {
-        let _l = ctx.group_lock.lock().await;
-        if ctx.state.group(ng).is_some() {
-            return Err(format!("group {ng:?} already exists").into());
+    let state = &ctx.daemon.state;
+    if let Some(ng) = new_group {
+        let _l = ctx.daemon.groups.lock().await;
+        if state.group(ng).is_some() {
+            return Err(Failure::new(format!("group {ng:?} already exists")));
         }
-        ctx.state.put_group(ng, &[]).map_err(|e| e.to_string())?;
+        state.put_group(ng, &[])?;
         group = Some(ng.clone());
     } else if group.is_none()
         && ctx.req.group.flag.is_none()
         && let Some(env) = ctx.req.group.env.clone()
     {
-        let _l = ctx.group_lock.lock().await;
-        if ctx.state.group(&env).is_none() {
-            ctx.state.put_group(&env, &[]).map_err(|e| e.to_string())?;
+        let _l = ctx.daemon.groups.lock().await;
+        if state.group(&env).is_none() {
+            state.put_group(&env, &[])?;
             ctx.out
                 .log(format!("Created group {env:?} from GOMOTE_GROUP"))
                 .await;
@@ -149,11 +165,11 @@ pub async fn create(
                 ctx.out.stdout(format!("{name}\n")).await;
                 // Recorded at once, so a later failure never orphans it.
                 if let Some(g) = &group {
-                    let _l = ctx.group_lock.lock().await;
+                    let _l = ctx.daemon.groups.lock().await;
                     prune_from_groups(ctx, &name, g)?;
-                    let mut m = ctx.state.group(g).unwrap_or_default();
+                    let mut m = state.group(g).unwrap_or_default();
                     m.push(name.clone());
-                    ctx.state.put_group(g, &m).map_err(|e| e.to_string())?;
+                    state.put_group(g, &m)?;
                 }
                 made.push(name);
             }
@@ -189,9 +205,9 @@ pub async fn create(
                 ))
                 .await;
         }
-        return Err(e.into());
+        return Err(Failure::new(e));
     }
-    if setup {
+    if *setup {
         let insts: Vec<Inst> = made
             .iter()
             .map(|m| Inst::Remote {
@@ -205,16 +221,17 @@ pub async fn create(
 }
 
 /// Removes a (reused) instance name from every group but `keep`.
-fn prune_from_groups(ctx: &Ctx, name: &str, keep: &str) -> Result<(), String> {
-    for g in ctx.state.group_names() {
+fn prune_from_groups(ctx: &Ctx, name: &str, keep: &str) -> Result<(), StateError> {
+    let state = &ctx.daemon.state;
+    for g in state.group_names() {
         if g == keep {
             continue;
         }
-        if let Some(m) = ctx.state.group(&g)
+        if let Some(m) = state.group(&g)
             && m.iter().any(|x| x == name)
         {
             let rest: Vec<String> = m.into_iter().filter(|x| x != name).collect();
-            ctx.state.put_group(&g, &rest).map_err(|e| e.to_string())?;
+            state.put_group(&g, &rest)?;
         }
     }
     Ok(())

@@ -1,14 +1,21 @@
 //! `destroy` and `ping`: one instance when exactly one is named, otherwise
 //! every member of the active group, one after another.
 
+use gomote_shared::api::{DestroyCmd, PingCmd};
 use gomote_shared::proto::DestroyInstanceRequest;
 
-use super::{CmdResult, Ctx, usage};
-use crate::resolve;
-use crate::target::{Inst, rpc_text};
+use super::ctx::{CmdResult, Ctx, Failure, usage};
+use super::resolve;
+use crate::rpc::rpc_text;
+use crate::target::Inst;
 
 /// `gomote destroy [instance]`.
-pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdResult {
+pub async fn destroy(ctx: &Ctx, c: &DestroyCmd) -> CmdResult {
+    let DestroyCmd {
+        args,
+        destroy_group,
+    } = c;
+    let d = &ctx.daemon;
     if args.len() != 1 && resolve::active(ctx).await?.is_none() {
         let live = resolve::live(ctx).await.unwrap_or_default();
         let hint = if live.is_empty() {
@@ -23,12 +30,12 @@ pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdRe
             "name an instance, or use a group (-group or GOMOTE_GROUP); {hint}"
         )));
     }
-    let (targets, group) = resolve::one_or_group(ctx, &args).await?;
+    let (targets, group) = resolve::one_or_group(ctx, args).await?;
     let mut destroyed = Vec::new();
     for t in &targets {
         ctx.out.log(format!("Destroying {}", t.name())).await;
-        ctx.sessions.watches.unsubscribe(&[t.key()]);
-        ctx.sessions.pusher.remotes.forget(&t.key());
+        d.watches.unsubscribe(&[t.key()]);
+        d.pusher.remotes.forget(&t.key());
         match t {
             Inst::Remote { sess, id } => {
                 sess.grpc
@@ -37,32 +44,34 @@ pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdRe
                         gomote_id: id.clone(),
                     })
                     .await
-                    .map_err(|s| format!("unable to destroy instance: {}", rpc_text(&s)))?;
-                ctx.sessions.keepalive.destroyed(id);
+                    .map_err(|s| {
+                        Failure::new(format!("unable to destroy instance: {}", rpc_text(&s)))
+                    })?;
+                d.keepalive.destroyed(id);
                 destroyed.push(id.clone());
             }
             Inst::Direct { client, name } => {
                 client
                     .halt()
                     .await
-                    .map_err(|e| format!("unable to halt {name}: {e}"))?;
+                    .map_err(|e| Failure::new(format!("unable to halt {name}: {e}")))?;
                 destroyed.push(name.clone());
             }
         }
     }
     // Names are reused: a destroyed instance must leave every group now.
     {
-        let _guard = ctx.group_lock.lock().await;
-        for g in ctx.state.group_names() {
-            if let Some(m) = ctx.state.group(&g)
+        let _guard = d.groups.lock().await;
+        for g in d.state.group_names() {
+            if let Some(m) = d.state.group(&g)
                 && m.iter().any(|x| destroyed.contains(x))
             {
                 let keep: Vec<String> = m.into_iter().filter(|x| !destroyed.contains(x)).collect();
-                ctx.state.put_group(&g, &keep).map_err(|e| e.to_string())?;
+                d.state.put_group(&g, &keep)?;
             }
         }
     }
-    if destroy_group && let Some(g) = group {
+    if *destroy_group && let Some(g) = group {
         if args.len() == 1 {
             ctx.out
                 .log(format!(
@@ -71,9 +80,9 @@ pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdRe
                 ))
                 .await;
         } else {
-            ctx.state
+            d.state
                 .delete_group(&g.name)
-                .map_err(|e| format!("deleting group {:?}: {e}", g.name))?;
+                .map_err(|e| Failure::new(format!("deleting group {:?}: {e}", g.name)))?;
             ctx.out.log(format!("Deleted group {:?}", g.name)).await;
         }
     }
@@ -81,8 +90,8 @@ pub async fn destroy(ctx: &Ctx, args: Vec<String>, destroy_group: bool) -> CmdRe
 }
 
 /// `gomote ping [instance]`: exits 1 if any instance did not answer.
-pub async fn ping(ctx: &Ctx, args: Vec<String>) -> CmdResult {
-    let (targets, _) = resolve::one_or_group(ctx, &args).await?;
+pub async fn ping(ctx: &Ctx, c: &PingCmd) -> CmdResult {
+    let (targets, _) = resolve::one_or_group(ctx, &c.args).await?;
     let mut failed = 0;
     for t in &targets {
         match t.ping().await {

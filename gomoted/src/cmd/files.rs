@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
+use gomote_shared::api::{GettarCmd, LsCmd, PutCmd, PuttarCmd, RmCmd};
 use gomote_shared::filemode;
 use tokio::io::AsyncWriteExt;
 
-use super::{CmdResult, Ctx, usage};
-use crate::resolve;
+use super::ctx::{CmdResult, Ctx, Failure, usage};
+use super::resolve;
 use crate::target::Inst;
 use crate::transfer::Payload;
 
@@ -27,7 +28,7 @@ fn abs(ctx: &Ctx, p: &str) -> PathBuf {
 async fn first_arg_targets(
     ctx: &Ctx,
     args: &[String],
-) -> Result<(Vec<Inst>, Vec<String>, bool), super::Failure> {
+) -> Result<(Vec<Inst>, Vec<String>, bool), Failure> {
     let Some(first) = args.first() else {
         return Err(usage("not enough arguments"));
     };
@@ -35,19 +36,19 @@ async fn first_arg_targets(
         Some(i) => Ok((vec![i], args[1..].to_vec(), true)),
         None => match resolve::active(ctx).await? {
             Some(g) => Ok((resolve::members(ctx, &g).await?, args.to_vec(), false)),
-            None => Err(resolve::unknown_instance(ctx, first).await.into()),
+            None => Err(Failure::new(resolve::unknown_instance(ctx, first).await)),
         },
     }
 }
 
 /// `gomote ls [instance] [dir]`.
-pub async fn ls(
-    ctx: &Ctx,
-    args: Vec<String>,
-    recursive: bool,
-    digest: bool,
-    skip: String,
-) -> CmdResult {
+pub async fn ls(ctx: &Ctx, c: &LsCmd) -> CmdResult {
+    let LsCmd {
+        args,
+        recursive,
+        digest,
+        skip,
+    } = c;
     let (targets, dir) = match args.len() {
         0 => match resolve::active(ctx).await? {
             Some(g) => (resolve::members(ctx, &g).await?, ".".to_string()),
@@ -61,7 +62,7 @@ pub async fn ls(
             Some(i) => (vec![i], ".".to_string()),
             None => match resolve::active(ctx).await? {
                 Some(g) => (resolve::members(ctx, &g).await?, args[0].clone()),
-                None => return Err(resolve::unknown_instance(ctx, &args[0]).await.into()),
+                None => return Err(Failure::new(resolve::unknown_instance(ctx, &args[0]).await)),
             },
         },
         2 => (vec![resolve::named(ctx, &args[0]).await?], args[1].clone()),
@@ -75,9 +76,9 @@ pub async fn ls(
     let many = targets.len() > 1;
     for t in &targets {
         let lines = t
-            .ls(&dir, recursive, digest, &skip)
+            .ls(&dir, *recursive, *digest, &skip)
             .await
-            .map_err(|e| format!("unable to ls: {e}"))?;
+            .map_err(|e| Failure::new(format!("unable to ls: {e}")))?;
         let mut s = String::new();
         if many {
             s.push_str(&format!("# {}\n", t.name()));
@@ -95,13 +96,8 @@ pub async fn ls(
 }
 
 /// `gomote put [instance] <source|-> [destination]`.
-pub async fn put(
-    ctx: &Ctx,
-    args: Vec<String>,
-    mode: Option<String>,
-    stdin_file: Option<PathBuf>,
-) -> CmdResult {
-    let (targets, rest, _) = first_arg_targets(ctx, &args).await?;
+pub async fn put(ctx: &Ctx, c: &PutCmd) -> CmdResult {
+    let (targets, rest, _) = first_arg_targets(ctx, &c.args).await?;
     let (src, dest) = match rest.as_slice() {
         [] => return Err(usage("missing source")),
         [s] => (s.clone(), None),
@@ -111,35 +107,38 @@ pub async fn put(
     let dest = match dest {
         Some(d) => d,
         None if src == "-" => {
-            return Err(
-                "must specify destination file name when source is standard input"
-                    .to_string()
-                    .into(),
-            );
+            return Err(Failure::new(
+                "must specify destination file name when source is standard input",
+            ));
         }
         None => Path::new(&src)
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
-            .ok_or_else(|| format!("cannot name a destination for {src:?}"))?,
+            .ok_or_else(|| Failure::new(format!("cannot name a destination for {src:?}")))?,
     };
-    gomote_shared::relpath::validate(&dest).map_err(|e| format!("bad destination: {e}"))?;
-    ctx.touched(&targets);
+    gomote_shared::relpath::validate(&dest)
+        .map_err(|e| Failure::new(format!("bad destination: {e}")))?;
+    ctx.daemon.touched(&targets);
     let (path, local_mode) = if src == "-" {
-        let p = stdin_file.ok_or_else(|| "the CLI sent no standard input".to_string())?;
+        let p = c
+            .stdin_file
+            .clone()
+            .ok_or_else(|| Failure::new("the CLI sent no standard input"))?;
         (p, 0o666)
     } else {
         let p = abs(ctx, &src);
-        let md = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let md =
+            std::fs::metadata(&p).map_err(|e| Failure::new(format!("{}: {e}", p.display())))?;
         use std::os::unix::fs::MetadataExt;
         (p, filemode::from_unix(md.mode()) & !filemode::MODE_TYPE)
     };
-    let mode = match mode {
+    let mode = match &c.mode {
         None => local_mode,
         Some(m) => {
-            let v = u32::from_str_radix(&m, 8)
-                .map_err(|e| format!("strconv.ParseInt: parsing {m:?}: {e}"))?;
+            let v = u32::from_str_radix(m, 8)
+                .map_err(|e| Failure::new(format!("strconv.ParseInt: parsing {m:?}: {e}")))?;
             if v & !0o7777 != 0 {
-                return Err(format!("bad mode: {m}").into());
+                return Err(Failure::new(format!("bad mode: {m}")));
             }
             // Unix special bits to Go's FileMode bits.
             let mut go = v & 0o777;
@@ -160,7 +159,7 @@ pub async fn put(
         futures_util::future::join_all(targets.iter().map(|t| t.put_file(&dest, mode, &payload)))
             .await;
     for (t, r) in targets.iter().zip(results) {
-        r.map_err(|e| format!("unable to write the file to {}: {e}", t.name()))?;
+        r.map_err(|e| Failure::new(format!("unable to write the file to {}: {e}", t.name())))?;
     }
     Ok(0)
 }
@@ -172,12 +171,12 @@ fn is_git_hash(s: &str) -> bool {
 }
 
 /// `gomote puttar [instance] <file|URL|-|commit>`.
-pub async fn puttar(
-    ctx: &Ctx,
-    args: Vec<String>,
-    dir: String,
-    stdin_file: Option<PathBuf>,
-) -> CmdResult {
+pub async fn puttar(ctx: &Ctx, c: &PuttarCmd) -> CmdResult {
+    let PuttarCmd {
+        args,
+        dir,
+        stdin_file,
+    } = c;
     let (targets, src) = match args.as_slice() {
         [] => return Err(usage("not enough arguments")),
         [s] => match resolve::active(ctx).await? {
@@ -192,19 +191,22 @@ pub async fn puttar(
         _ => return Err(usage("too many arguments")),
     };
     if !dir.is_empty() {
-        gomote_shared::relpath::validate(&dir).map_err(|e| format!("bad -dir: {e}"))?;
+        gomote_shared::relpath::validate(dir)
+            .map_err(|e| Failure::new(format!("bad -dir: {e}")))?;
     }
-    ctx.touched(&targets);
+    ctx.daemon.touched(&targets);
     if src.contains("://") {
         for t in &targets {
-            t.put_tgz_url(&dir, &src)
+            t.put_tgz_url(dir, &src)
                 .await
-                .map_err(|e| format!("unable to write tar to instance: {e}"))?;
+                .map_err(|e| Failure::new(format!("unable to write tar to instance: {e}")))?;
         }
         return Ok(0);
     }
     let path = if src == "-" {
-        stdin_file.ok_or_else(|| "the CLI sent no standard input".to_string())?
+        stdin_file
+            .clone()
+            .ok_or_else(|| Failure::new("the CLI sent no standard input"))?
     } else {
         let p = abs(ctx, &src);
         match std::fs::metadata(&p) {
@@ -212,67 +214,76 @@ pub async fn puttar(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_git_hash(&src) => {
                 let url = format!("https://go.googlesource.com/go/+archive/{src}.tar.gz");
                 for t in &targets {
-                    t.put_tgz_url(&dir, &url)
-                        .await
-                        .map_err(|e| format!("unable to write tar to instance: {e}"))?;
+                    t.put_tgz_url(dir, &url).await.map_err(|e| {
+                        Failure::new(format!("unable to write tar to instance: {e}"))
+                    })?;
                 }
-                let version =
-                    crate::push::single_file_tgz("VERSION", format!("devel {src}").as_bytes())?;
+                let version = crate::push::pack::single_file_tgz(
+                    "VERSION",
+                    format!("devel {src}").as_bytes(),
+                )
+                .map_err(|e| Failure::new(format!("packing VERSION: {e}")))?;
                 let p = Payload::bytes(version, "VERSION.tar.gz");
                 for t in &targets {
-                    t.put_tgz(&dir, &p)
-                        .await
-                        .map_err(|e| format!("unable to write tar to instance: {e}"))?;
+                    t.put_tgz(dir, &p).await.map_err(|e| {
+                        Failure::new(format!("unable to write tar to instance: {e}"))
+                    })?;
                 }
                 return Ok(0);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err("malformed source: not a path, a URL, -, or a git hash"
-                    .to_string()
-                    .into());
+                return Err(Failure::new(
+                    "malformed source: not a path, a URL, -, or a git hash",
+                ));
             }
-            Err(e) => return Err(format!("failed to stat {src:?}: {e}").into()),
+            Err(e) => return Err(Failure::new(format!("failed to stat {src:?}: {e}"))),
         }
     };
     let payload = Payload::file(path, "archive.tar.gz");
     let results =
-        futures_util::future::join_all(targets.iter().map(|t| t.put_tgz(&dir, &payload))).await;
+        futures_util::future::join_all(targets.iter().map(|t| t.put_tgz(dir, &payload))).await;
     for r in results {
-        r.map_err(|e| format!("unable to write tar to instance: {e}"))?;
+        r.map_err(|e| Failure::new(format!("unable to write tar to instance: {e}")))?;
     }
     Ok(0)
 }
 
 /// Downloads a tarball of `dir` from `t` into `dest` (via a temporary file,
 /// so a failed download leaves nothing half-written).
-pub async fn download(t: &Inst, dir: &str, dest: &Path) -> Result<u64, String> {
-    let mut stream = t.get_tgz(dir).await.map_err(|e| e.to_string())?;
+pub async fn download(t: &Inst, dir: &str, dest: &Path) -> Result<u64, Failure> {
+    let mut stream = t
+        .get_tgz(dir)
+        .await
+        .map_err(|e| Failure::new(e.to_string()))?;
     let tmp = dest.with_extension("tar.gz.part");
     let mut f = tokio::fs::File::create(&tmp)
         .await
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        .map_err(|e| Failure::new(format!("{}: {e}", tmp.display())))?;
     let mut n = 0u64;
     while let Some(c) = stream.next().await {
         let c = match c {
             Ok(c) => c,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
+                return Err(Failure::from(e));
             }
         };
         n += c.len() as u64;
-        f.write_all(&c).await.map_err(|e| e.to_string())?;
+        f.write_all(&c)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?;
     }
-    f.flush().await.map_err(|e| e.to_string())?;
+    f.flush().await.map_err(|e| Failure::new(e.to_string()))?;
     tokio::fs::rename(&tmp, dest)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::new(e.to_string()))?;
     Ok(n)
 }
 
 /// `gomote gettar [instance]`.
-pub async fn gettar(ctx: &Ctx, args: Vec<String>, dir: String) -> CmdResult {
-    let (targets, _) = resolve::one_or_group(ctx, &args).await?;
+pub async fn gettar(ctx: &Ctx, c: &GettarCmd) -> CmdResult {
+    let (targets, _) = resolve::one_or_group(ctx, &c.args).await?;
+    let dir = &c.dir;
     let results = futures_util::future::join_all(targets.iter().map(|t| async {
         let file = format!("{}.tar.gz", t.name());
         ctx.out
@@ -281,30 +292,31 @@ pub async fn gettar(ctx: &Ctx, args: Vec<String>, dir: String) -> CmdResult {
                 t.name()
             ))
             .await;
-        download(t, &dir, &ctx.req.cwd.join(&file)).await
+        download(t, dir, &ctx.req.cwd.join(&file)).await
     }))
     .await;
     for (t, r) in targets.iter().zip(results) {
-        r.map_err(|e| format!("unable to download tgz from {}: {e}", t.name()))?;
+        r.map_err(|e| Failure::new(format!("unable to download tgz from {}: {e}", t.name())))?;
     }
     Ok(0)
 }
 
 /// `gomote rm [instance] <path>...`.
-pub async fn rm(ctx: &Ctx, args: Vec<String>) -> CmdResult {
-    let (targets, paths, _) = first_arg_targets(ctx, &args).await?;
+pub async fn rm(ctx: &Ctx, c: &RmCmd) -> CmdResult {
+    let (targets, paths, _) = first_arg_targets(ctx, &c.args).await?;
     if paths.is_empty() {
         return Err(usage(
             "not enough arguments: name what to remove (`.` for everything)",
         ));
     }
     for p in &paths {
-        gomote_shared::relpath::validate(p).map_err(|e| format!("unable to remove files: {e}"))?;
+        gomote_shared::relpath::validate(p)
+            .map_err(|e| Failure::new(format!("unable to remove files: {e}")))?;
     }
-    ctx.touched(&targets);
+    ctx.daemon.touched(&targets);
     let results = futures_util::future::join_all(targets.iter().map(|t| t.remove(&paths))).await;
     for r in results {
-        r.map_err(|e| format!("unable to remove files: {e}"))?;
+        r.map_err(|e| Failure::new(format!("unable to remove files: {e}")))?;
     }
     Ok(0)
 }

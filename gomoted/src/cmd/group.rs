@@ -2,40 +2,43 @@
 //! database and are changed under one lock, so two CLIs adding members at
 //! once never lose one (the Go client's per-file scheme could).
 
+use gomote_shared::api::GroupCmd;
 use serde::Serialize;
 
-use super::{CmdResult, Ctx, usage};
-use crate::resolve;
+use super::ctx::{CmdResult, Ctx, Failure, usage};
+use super::resolve;
 
-fn valid(name: &str) -> Result<(), String> {
+fn valid(name: &str) -> Result<(), Failure> {
     if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
-        return Err(format!("invalid group name {name:?}"));
+        return Err(Failure::new(format!("invalid group name {name:?}")));
     }
     Ok(())
 }
 
 /// Dispatches a `group` sub-command.
-pub async fn group(ctx: &Ctx, sub: &str, args: Vec<String>, json: bool) -> CmdResult {
+pub async fn group(ctx: &Ctx, c: &GroupCmd) -> CmdResult {
+    let GroupCmd { sub, args, json } = c;
+    let (d, sub) = (&ctx.daemon, sub.as_str());
     match sub {
         "create" => {
             let [name] = args.as_slice() else {
                 return Err(usage("group create takes exactly one group name"));
             };
             valid(name)?;
-            let _g = ctx.group_lock.lock().await;
-            if ctx.state.group(name).is_some() {
-                return Err(format!("group {name:?} already exists").into());
+            let _g = d.groups.lock().await;
+            if d.state.group(name).is_some() {
+                return Err(Failure::new(format!("group {name:?} already exists")));
             }
-            ctx.state.put_group(name, &[]).map_err(|e| e.to_string())?;
+            d.state.put_group(name, &[])?;
             Ok(0)
         }
         "destroy" => {
             let [name] = args.as_slice() else {
                 return Err(usage("group destroy takes exactly one group name"));
             };
-            let _g = ctx.group_lock.lock().await;
-            if !ctx.state.delete_group(name).map_err(|e| e.to_string())? {
-                return Err(format!("group {name:?} does not exist").into());
+            let _g = d.groups.lock().await;
+            if !d.state.delete_group(name)? {
+                return Err(Failure::new(format!("group {name:?} does not exist")));
             }
             if ctx.req.group.env.as_deref() == Some(name.as_str()) {
                 ctx.out.log("You may wish to now clear GOMOTE_GROUP.").await;
@@ -52,36 +55,34 @@ pub async fn group(ctx: &Ctx, sub: &str, args: Vec<String>, json: bool) -> CmdRe
                 return Err(usage("No active group found. Use -group or GOMOTE_GROUP."));
             };
             if sub == "add" {
-                for a in &args {
+                for a in args {
                     if resolve::instance(ctx, a).await?.is_none() {
-                        return Err(resolve::unknown_instance(ctx, a).await.into());
+                        return Err(Failure::new(resolve::unknown_instance(ctx, a).await));
                     }
                 }
             }
-            let _l = ctx.group_lock.lock().await;
-            let mut members = ctx.state.group(&g.name).unwrap_or_default();
+            let _l = d.groups.lock().await;
+            let mut members = d.state.group(&g.name).unwrap_or_default();
             if sub == "add" {
-                members.extend(args);
+                members.extend(args.iter().cloned());
             } else {
                 members.retain(|m| !args.contains(m));
             }
-            ctx.state
-                .put_group(&g.name, &members)
-                .map_err(|e| e.to_string())?;
+            d.state.put_group(&g.name, &members)?;
             Ok(0)
         }
         "list" => {
             if !args.is_empty() {
                 return Err(usage("group list takes no arguments"));
             }
-            let names = ctx.state.group_names();
+            let names = d.state.group_names();
             let mut groups = Vec::new();
             for n in &names {
                 if let Some(g) = resolve::load(ctx, n).await? {
                     groups.push(g);
                 }
             }
-            if json {
+            if *json {
                 #[derive(Serialize)]
                 struct G<'a> {
                     name: &'a str,

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use gomote_shared::api::ListCmd;
 use gomote_shared::proto::ListInstancesRequest;
 use serde::Serialize;
 
-use super::{CmdResult, Ctx};
-use crate::target::rpc_text;
+use super::ctx::{CmdResult, Ctx, Failure};
+use crate::rpc::rpc_text;
 
 #[derive(Serialize)]
 struct Row {
@@ -70,19 +71,20 @@ pub fn go_duration(nanos: i128) -> String {
 }
 
 /// `gomote list`.
-pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
+pub async fn list(ctx: &Ctx, c: &ListCmd) -> CmdResult {
+    let (d, json) = (&ctx.daemon, c.json);
     let sess = ctx.session().await?;
     let insts = sess
         .grpc
         .clone()
         .list_instances(ListInstancesRequest {})
         .await
-        .map_err(|s| format!("unable to list instance: {}", rpc_text(&s)))?
+        .map_err(|s| Failure::new(format!("unable to list instance: {}", rpc_text(&s))))?
         .into_inner()
         .instances;
     let mut groups_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for g in ctx.state.group_names() {
-        for m in ctx.state.group(&g).unwrap_or_default() {
+    for g in d.state.group_names() {
+        for m in d.state.group(&g).unwrap_or_default() {
             groups_of.entry(m).or_default().push(g.clone());
         }
     }
@@ -93,11 +95,10 @@ pub async fn list(ctx: &Ctx, json: bool) -> CmdResult {
     let mut rows = Vec::new();
     for i in insts {
         let key = crate::target::remote_key(&sess.name, &i.gomote_id);
-        let watching = ctx.sessions.watches.watching(&key);
-        let watch_error = ctx.sessions.watches.error(&key);
+        let watching = d.watches.watching(&key);
+        let watch_error = d.watches.error(&key);
         let in_group = groups_of.contains_key(&i.gomote_id);
-        let kept_alive = ctx
-            .sessions
+        let kept_alive = d
             .keepalive
             .intends(&i.gomote_id, in_group || watching.is_some());
         let groups = groups_of.remove(&i.gomote_id).unwrap_or_default();

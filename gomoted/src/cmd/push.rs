@@ -2,24 +2,26 @@
 //! them to GOROOT, `-unwatch`, and the barrier a plain push becomes for a
 //! subscriber (it waits for the watcher instead of walking anything).
 
-use crate::cmd::{CmdResult, Ctx, Failure};
-use crate::push::{self, PushOpts};
-use crate::resolve;
+use std::path::Path;
+
+use gomote_shared::api::PushCmd;
+
+use super::ctx::{CmdResult, Ctx, Failure, usage};
+use super::resolve;
+use crate::push::{self, PushOpts, Trigger, goroot};
 use crate::target::Inst;
 
 /// `gomote push [-watch|-unwatch] [instance]`.
-pub async fn push_cmd(
-    ctx: &Ctx,
-    args: Vec<String>,
-    opts: PushOpts,
-    watch: bool,
-    unwatch: bool,
-) -> CmdResult {
-    let (targets, _) = resolve::one_or_group(ctx, &args).await?;
-    let watches = &ctx.sessions.watches;
-    if unwatch {
+pub async fn push_cmd(ctx: &Ctx, c: &PushCmd) -> CmdResult {
+    let (targets, _) = resolve::one_or_group(ctx, &c.args).await?;
+    let d = &ctx.daemon;
+    let opts = PushOpts {
+        dry_run: c.dry_run,
+        verbose: c.verbose,
+    };
+    if c.unwatch {
         let keys: Vec<String> = targets.iter().map(Inst::key).collect();
-        let roots = watches.unsubscribe(&keys);
+        let roots = d.watches.unsubscribe(&keys);
         if roots.is_empty() {
             ctx.out.log("Not watching: nothing to stop").await;
         }
@@ -30,16 +32,14 @@ pub async fn push_cmd(
         }
         return Ok(0);
     }
-    let root = push::canonical_root(&push::goroot(ctx.req.goroot.as_deref())?)?;
-    if watch {
+    let root = goroot::resolve(ctx.req.goroot.as_deref()).await?;
+    if c.watch {
         if opts.dry_run {
-            return Err(crate::cmd::usage("-watch and -dry-run do not go together"));
+            return Err(usage("-watch and -dry-run do not go together"));
         }
         announce(ctx, &root, &targets).await;
-        let o = push::push(&ctx.sessions.pusher, &ctx.out, &root, &targets, None, opts)
-            .await
-            .map_err(Failure::from)?;
-        let how = watches.subscribe(&root, &targets, o.ignores);
+        let o = push::push(&d.pusher, &ctx.out, &root, &targets, Trigger::Command, opts).await?;
+        let how = d.watches.subscribe(&root, &targets, o.ignores);
         ctx.out
             .log(format!(
                 "Watching {} ({how}): each saved file goes to {} as it changes; `gomote push` waits for it, `gomote push -unwatch` stops",
@@ -53,7 +53,7 @@ pub async fn push_cmd(
     let mut plain = Vec::new();
     let mut waits = Vec::new();
     for t in &targets {
-        if !opts.dry_run && watches.watching(&t.key()).as_deref() == Some(root.as_path()) {
+        if !opts.dry_run && d.watches.watching(&t.key()).as_deref() == Some(root.as_path()) {
             waits.push(t);
         } else {
             plain.push(t.clone());
@@ -62,7 +62,7 @@ pub async fn push_cmd(
     let r0 = root.as_path();
     let barriers = futures_util::future::join_all(waits.iter().map(|t| async move {
         let start = std::time::Instant::now();
-        let r = watches.barrier(r0, &t.key()).await;
+        let r = d.watches.barrier(r0, &t.key()).await;
         (t, r, start.elapsed())
     }))
     .await;
@@ -78,7 +78,7 @@ pub async fn push_cmd(
                     ))
                     .await
             }
-            Some(Err(e)) => return Err(Failure::from(e)),
+            Some(Err(e)) => return Err(Failure::new(e.to_string())),
             // Unsubscribed meanwhile: push like any other.
             None => plain.push((*t).clone()),
         }
@@ -86,10 +86,10 @@ pub async fn push_cmd(
     if plain.is_empty() {
         return Ok(0);
     }
-    push_to(ctx, &plain, opts).await
+    push_to(ctx, &root, &plain, opts).await
 }
 
-async fn announce(ctx: &Ctx, root: &std::path::Path, targets: &[Inst]) {
+async fn announce(ctx: &Ctx, root: &Path, targets: &[Inst]) {
     for t in targets {
         ctx.out
             .log(format!(
@@ -101,22 +101,18 @@ async fn announce(ctx: &Ctx, root: &std::path::Path, targets: &[Inst]) {
     }
 }
 
-/// Pushes GOROOT to every target, listing each remote tree to check it.
-pub async fn push_to(ctx: &Ctx, targets: &[Inst], opts: PushOpts) -> CmdResult {
-    let root = push::canonical_root(&push::goroot(ctx.req.goroot.as_deref())?)?;
-    announce(ctx, &root, targets).await;
+/// Pushes GOROOT (`root`, resolved by the caller) to every target,
+/// listing each remote tree to check it.
+pub async fn push_to(ctx: &Ctx, root: &Path, targets: &[Inst], opts: PushOpts) -> CmdResult {
+    announce(ctx, root, targets).await;
     push::push(
-        &ctx.sessions.pusher,
+        &ctx.daemon.pusher,
         &ctx.out,
-        &root,
+        root,
         targets,
-        None,
-        PushOpts {
-            verify: true,
-            ..opts
-        },
+        Trigger::Command,
+        opts,
     )
-    .await
-    .map_err(Failure::from)?;
+    .await?;
     Ok(0)
 }

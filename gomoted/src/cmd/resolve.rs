@@ -1,13 +1,49 @@
-//! Go's rules for choosing the active group (gomote-cli.md 2.1) and for
-//! telling an instance name from a command or path (2.8), applied by the
-//! daemon with its warm coordinator session.
+//! Turning positional arguments into instances: Go's rules for choosing
+//! the active group and for telling an instance name from a command or a
+//! path (docs/cli.md, "Groups" and "Instances and arguments"), applied by
+//! the daemon with its warm coordinator session.
 
 use std::collections::BTreeSet;
 
 use gomote_shared::api::GroupSel;
 
-use crate::cmd::Ctx;
-use crate::target::{Inst, parse_direct};
+use super::ctx::{Ctx, Failure, usage};
+use crate::rpc::rpc_text;
+use crate::session::SessionError;
+use crate::state::StateError;
+use crate::target::{Inst, OpError, parse_direct};
+
+/// Why arguments could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// No coordinator session.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// Listing instances failed.
+    #[error("{0}")]
+    List(String),
+    /// `-group` names a group that does not exist.
+    #[error("loading group {0:?}: group does not exist (create it with `gomote group create {0}`)")]
+    NoGroup(String),
+    /// Checking whether an argument is an instance failed.
+    #[error("checking instance {arg:?}: {source}")]
+    Check {
+        /// The argument.
+        arg: String,
+        /// Why.
+        source: OpError,
+    },
+    /// Pruning a group.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<ResolveError> for Failure {
+    fn from(e: ResolveError) -> Failure {
+        Failure::new(e.to_string())
+    }
+}
 
 /// The active group and its live members.
 #[derive(Debug, Clone)]
@@ -19,14 +55,14 @@ pub struct Group {
 }
 
 /// Names of the caller's live instances on the session.
-pub async fn live(ctx: &Ctx) -> Result<BTreeSet<String>, String> {
+pub async fn live(ctx: &Ctx) -> Result<BTreeSet<String>, ResolveError> {
     let sess = ctx.session().await?;
     let r = sess
         .grpc
         .clone()
         .list_instances(gomote_shared::proto::ListInstancesRequest {})
         .await
-        .map_err(|s| crate::target::rpc_text(&s))?;
+        .map_err(|s| ResolveError::List(rpc_text(&s)))?;
     Ok(r.into_inner()
         .instances
         .into_iter()
@@ -36,8 +72,9 @@ pub async fn live(ctx: &Ctx) -> Result<BTreeSet<String>, String> {
 
 /// Loads a group, keeping only live members (and forgetting dead ones:
 /// names are reused, so a stale member must not come back).
-pub async fn load(ctx: &Ctx, name: &str) -> Result<Option<Group>, String> {
-    let Some(stored) = ctx.state.group(name) else {
+pub async fn load(ctx: &Ctx, name: &str) -> Result<Option<Group>, ResolveError> {
+    let state = &ctx.daemon.state;
+    let Some(stored) = state.group(name) else {
         return Ok(None);
     };
     let members: Vec<String> = if stored.iter().any(|m| parse_direct(m, None).is_none()) {
@@ -48,15 +85,13 @@ pub async fn load(ctx: &Ctx, name: &str) -> Result<Option<Group>, String> {
             .cloned()
             .collect();
         if keep.len() != stored.len() {
-            let _guard = ctx.group_lock.lock().await;
-            if let Some(now) = ctx.state.group(name) {
+            let _guard = ctx.daemon.groups.lock().await;
+            if let Some(now) = state.group(name) {
                 let pruned: Vec<String> = now
                     .into_iter()
                     .filter(|m| keep.contains(m) || !stored.contains(m))
                     .collect();
-                ctx.state
-                    .put_group(name, &pruned)
-                    .map_err(|e| e.to_string())?;
+                state.put_group(name, &pruned)?;
             }
         }
         keep
@@ -71,7 +106,7 @@ pub async fn load(ctx: &Ctx, name: &str) -> Result<Option<Group>, String> {
 
 /// The active group per Go's rules: an explicit `-group` that does not load
 /// is an error; `$GOMOTE_GROUP` that does not load means no group.
-pub async fn active(ctx: &Ctx) -> Result<Option<Group>, String> {
+pub async fn active(ctx: &Ctx) -> Result<Option<Group>, ResolveError> {
     let GroupSel { flag, env } = &ctx.req.group;
     let name = match flag {
         Some(f) => f.clone(),
@@ -91,14 +126,12 @@ pub async fn active(ctx: &Ctx) -> Result<Option<Group>, String> {
             Ok(Some(g))
         }
         None if from_env => Ok(None),
-        None => Err(format!(
-            "loading group {name:?}: group does not exist (create it with `gomote group create {name}`)"
-        )),
+        None => Err(ResolveError::NoGroup(name)),
     }
 }
 
 /// Is `arg` one of the caller's instances? `TYPE@host:port` always is.
-pub async fn instance(ctx: &Ctx, arg: &str) -> Result<Option<Inst>, String> {
+pub async fn instance(ctx: &Ctx, arg: &str) -> Result<Option<Inst>, ResolveError> {
     if let Some(d) = parse_direct(arg, ctx.req.buildlet_password.as_deref()) {
         return Ok(Some(d));
     }
@@ -109,11 +142,14 @@ pub async fn instance(ctx: &Ctx, arg: &str) -> Result<Option<Inst>, String> {
     };
     match inst.ping().await {
         Ok(()) => {
-            ctx.sessions.keepalive.touch(arg);
+            ctx.daemon.keepalive.touch(arg);
             Ok(Some(inst))
         }
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(format!("checking instance {arg:?}: {e}")),
+        Err(source) => Err(ResolveError::Check {
+            arg: arg.to_string(),
+            source,
+        }),
     }
 }
 
@@ -122,15 +158,8 @@ pub async fn unknown_instance(ctx: &Ctx, arg: &str) -> String {
     let mut base = format!(
         "instance {arg:?}: rpc error: code = NotFound desc = specified gomote instance does not exist"
     );
-    if let Some(g) = ctx.sessions.keepalive.gone(arg) {
-        let when = time::OffsetDateTime::from(g.when)
-            .replace_nanosecond(0)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
+    if let Some(g) = ctx.daemon.keepalive.gone(arg) {
+        let when = gomote_shared::timefmt::rfc3339(g.when);
         base.push_str(&format!(" (gone since {when}: {})", g.why));
     }
     match live(ctx).await {
@@ -146,13 +175,13 @@ pub async fn unknown_instance(ctx: &Ctx, arg: &str) -> String {
 }
 
 /// The group's members as instances.
-pub async fn members(ctx: &Ctx, g: &Group) -> Result<Vec<Inst>, String> {
+pub async fn members(ctx: &Ctx, g: &Group) -> Result<Vec<Inst>, ResolveError> {
     let mut v = Vec::with_capacity(g.members.len());
     for m in &g.members {
         match parse_direct(m, ctx.req.buildlet_password.as_deref()) {
             Some(d) => v.push(d),
             None => {
-                ctx.sessions.keepalive.touch(m);
+                ctx.daemon.keepalive.touch(m);
                 v.push(Inst::Remote {
                     sess: ctx.session().await?,
                     id: m.clone(),
@@ -164,11 +193,11 @@ pub async fn members(ctx: &Ctx, g: &Group) -> Result<Vec<Inst>, String> {
 }
 
 /// An instance by name without checking it exists (the RPC will say).
-pub async fn named(ctx: &Ctx, arg: &str) -> Result<Inst, String> {
+pub async fn named(ctx: &Ctx, arg: &str) -> Result<Inst, ResolveError> {
     if let Some(d) = parse_direct(arg, ctx.req.buildlet_password.as_deref()) {
         return Ok(d);
     }
-    ctx.sessions.keepalive.touch(arg);
+    ctx.daemon.keepalive.touch(arg);
     Ok(Inst::Remote {
         sess: ctx.session().await?,
         id: arg.to_string(),
@@ -181,14 +210,14 @@ pub async fn named(ctx: &Ctx, arg: &str) -> Result<Inst, String> {
 pub async fn one_or_group(
     ctx: &Ctx,
     args: &[String],
-) -> Result<(Vec<Inst>, Option<Group>), crate::cmd::Failure> {
+) -> Result<(Vec<Inst>, Option<Group>), Failure> {
     let g = active(ctx).await?;
     if args.len() == 1 {
         return Ok((vec![named(ctx, &args[0]).await?], g));
     }
     match g {
         Some(g) => Ok((members(ctx, &g).await?, Some(g))),
-        None => Err(crate::cmd::usage(
+        None => Err(usage(
             "name an instance, or use a group (-group or GOMOTE_GROUP)",
         )),
     }

@@ -6,78 +6,19 @@
 //! A single instance's exit status passes through; on a group, one failure
 //! does not cancel the others and the CLI exits 1 with a line per failure.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use futures_util::StreamExt;
-use gomote_shared::api::{Event, exit};
+use gomote_shared::api::{Event, RunCmd, exit};
 use gomote_shared::buildlet_client::ExecOpts;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{CmdResult, Ctx, usage};
-use crate::resolve;
+use super::ctx::{CmdResult, Ctx, Failure, usage};
+use super::resolve;
 use crate::state::RunRecord;
 use crate::target::{Inst, RunEnd};
-
-/// Running commands, by id, for `POST /v0/runs/<id>/cancel`.
-#[derive(Debug, Default)]
-pub struct Runs {
-    map: Mutex<HashMap<String, CancellationToken>>,
-}
-
-impl Runs {
-    fn add(&self, id: &str) -> CancellationToken {
-        let t = CancellationToken::new();
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), t.clone());
-        t
-    }
-
-    fn remove(&self, id: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-    }
-
-    /// Cancels a run; returns whether it existed.
-    pub fn cancel(&self, id: &str) -> bool {
-        match self.map.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            Some(t) => {
-                t.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Cancels everything (daemon shutdown).
-    pub fn cancel_all(&self) {
-        for t in self.map.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            t.cancel();
-        }
-    }
-}
-
-/// `run`'s flags.
-#[derive(Debug)]
-pub struct RunArgs {
-    pub args: Vec<String>,
-    pub dir: String,
-    pub env: Vec<String>,
-    pub path: Option<String>,
-    pub system: bool,
-    pub debug: bool,
-    pub firewall: bool,
-    pub builderenv: String,
-    pub collect: bool,
-    pub until: Option<String>,
-}
 
 /// One instance's job within a run.
 struct Job<'a> {
@@ -142,7 +83,7 @@ async fn run_once(ctx: &Ctx, j: &Job<'_>) -> (JobEnd, Vec<u8>) {
 async fn run_job(ctx: &Ctx, j: Job<'_>, collect_to: Option<&Path>) -> JobEnd {
     let name = j.inst.name().to_string();
     // A command running for hours keeps its instance alive throughout.
-    let _intent = ctx.sessions.keepalive.begin(&name);
+    let _intent = ctx.daemon.keepalive.begin(&name);
     ctx.out
         .log(format!(
             "Streaming results from {name:?} to {:?}...",
@@ -199,7 +140,7 @@ async fn run_job(ctx: &Ctx, j: Job<'_>, collect_to: Option<&Path>) -> JobEnd {
     end
 }
 
-fn output_dir(ctx: &Ctx, collect: bool) -> Result<PathBuf, String> {
+fn output_dir(ctx: &Ctx, collect: bool) -> Result<PathBuf, Failure> {
     if collect {
         return Ok(ctx.req.cwd.clone());
     }
@@ -210,18 +151,18 @@ fn output_dir(ctx: &Ctx, collect: bool) -> Result<PathBuf, String> {
             Ok(()) => return Ok(p),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
-                return Err(format!(
+                return Err(Failure::new(format!(
                     "creating an output directory in {}: {e}",
                     base.display()
-                ));
+                )));
             }
         }
     }
-    Err("cannot create an output directory".into())
+    Err(Failure::new("cannot create an output directory"))
 }
 
 /// `gomote run`.
-pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
+pub async fn run(ctx: &Ctx, a: &RunCmd) -> CmdResult {
     let until = match &a.until {
         Some(re) => Some(
             regex::bytes::Regex::new(re)
@@ -241,7 +182,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
         Some(i) => (vec![i], a.args[1..].to_vec()),
         None => match resolve::active(ctx).await? {
             Some(g) => (resolve::members(ctx, &g).await?, a.args.clone()),
-            None => return Err(resolve::unknown_instance(ctx, first).await.into()),
+            None => return Err(Failure::new(resolve::unknown_instance(ctx, first).await)),
         },
     };
     let Some(cmd) = cmdline.first().cloned() else {
@@ -267,7 +208,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
     };
     let outdir = output_dir(ctx, a.collect)?;
     let id = format!("{:016x}", rand::random::<u64>());
-    let cancel = ctx.runs.add(&id);
+    let cancel = ctx.daemon.runs.add(&id);
     ctx.out.send(Event::RunStarted { id: id.clone() }).await;
     let many = targets.len() > 1;
     let files: Vec<PathBuf> = targets
@@ -286,9 +227,9 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
             .map_or(0, |d| d.as_secs() as i64),
         state: "running".into(),
     };
-    ctx.state.put_run(&id, &record);
+    ctx.daemon.state.put_run(&id, &record);
     let collect_to = a.collect.then(|| outdir.clone());
-    ctx.touched(&targets);
+    ctx.daemon.touched(&targets);
     let ends = futures_util::future::join_all(targets.iter().zip(&files).map(|(t, f)| {
         let job = Job {
             inst: t,
@@ -311,16 +252,16 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
         }
     }))
     .await;
-    ctx.runs.remove(&id);
+    ctx.daemon.runs.remove(&id);
     // The command may have changed go/: check it again now, while the user
     // reads the output, so the next save pushes at full speed.
-    ctx.touched(&targets);
+    ctx.daemon.touched(&targets);
     for t in &targets {
-        ctx.sessions.watches.rescan(&t.key());
+        ctx.daemon.watches.rescan(&t.key());
     }
     let cancelled = ends.iter().any(|e| matches!(e, JobEnd::Cancelled));
     record.state = if cancelled { "cancelled" } else { "done" }.into();
-    ctx.state.put_run(&id, &record);
+    ctx.daemon.state.put_run(&id, &record);
     if cancelled {
         ctx.out
             .log("Cancelled; the remote command was stopped.")
@@ -329,7 +270,9 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
     }
     if !many {
         return match &ends[0] {
-            JobEnd::Done(RunEnd::Infra(e)) => Err(format!("unable to execute {cmd}: {e}").into()),
+            JobEnd::Done(RunEnd::Infra(e)) => {
+                Err(Failure::new(format!("unable to execute {cmd}: {e}")))
+            }
             JobEnd::Done(e) => Ok(e.code()),
             JobEnd::Cancelled => Ok(exit::INTERRUPTED),
         };
@@ -352,10 +295,11 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
 /// `create -setup`: push GOROOT to each instance and run make.bash there,
 /// output in `<tmp>/gomoteNNN/<instance>.stdout`.
 pub async fn setup(ctx: &Ctx, insts: &[Inst]) -> CmdResult {
-    crate::cmd::push::push_to(ctx, insts, crate::push::PushOpts::default()).await?;
+    let root = crate::push::goroot::resolve(ctx.req.goroot.as_deref()).await?;
+    super::push::push_to(ctx, &root, insts, crate::push::PushOpts::default()).await?;
     let outdir = output_dir(ctx, false)?;
     let detailed = insts.len() == 1;
-    let cancel = ctx.runs.add("setup");
+    let cancel = ctx.daemon.runs.add("setup");
     let ends = futures_util::future::join_all(insts.iter().map(|t| {
         let cmd = "go/src/make.bash".to_string();
         let job = Job {
@@ -377,10 +321,13 @@ pub async fn setup(ctx: &Ctx, insts: &[Inst]) -> CmdResult {
         }
     }))
     .await;
-    ctx.runs.remove("setup");
+    ctx.daemon.runs.remove("setup");
     for (t, e) in insts.iter().zip(ends) {
         if let JobEnd::Done(RunEnd::Failed(s) | RunEnd::Infra(s)) = e {
-            return Err(format!("make.bash failed on {}: {s}", t.name()).into());
+            return Err(Failure::new(format!(
+                "make.bash failed on {}: {s}",
+                t.name()
+            )));
         }
     }
     Ok(0)

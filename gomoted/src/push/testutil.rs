@@ -1,0 +1,31 @@
+//! Local trees for the push phases' unit tests.
+
+use crate::localtree::{self, Kind, LocalTree};
+use crate::manifest::LocalManifest;
+
+pub fn tree(files: &[(&str, &str)], gitignore: &str) -> (tempfile::TempDir, LocalTree) {
+    let d = tempfile::tempdir().unwrap();
+    for (p, body) in files {
+        let abs = d.path().join(p);
+        std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
+        std::fs::write(abs, body).unwrap();
+    }
+    std::fs::write(d.path().join(".gitignore"), gitignore).unwrap();
+    let mut t = localtree::walk(d.path(), &LocalManifest::default()).unwrap();
+    for e in t.entries.values_mut() {
+        if e.kind == Kind::File {
+            e.digest = None;
+        }
+    }
+    (d, t)
+}
+
+pub fn hashed(mut t: LocalTree) -> LocalTree {
+    let root = t.root.clone();
+    for (k, e) in t.entries.iter_mut() {
+        if e.kind == Kind::File {
+            e.digest = Some(gomote_shared::digest::sha1_file(&root.join(k)).unwrap());
+        }
+    }
+    t
+}
