@@ -266,28 +266,7 @@ impl Config {
 /// `go env GOROOT` of a Go installed on this host, if any; a bounded wait,
 /// since a broken toolchain must not hang start-up.
 fn detect_host_goroot() -> Option<PathBuf> {
-    let mut child = std::process::Command::new("go")
-        .args(["env", "GOROOT"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match child.try_wait() {
-            Ok(Some(s)) if s.success() => break,
-            Ok(Some(_)) | Err(_) => return None,
-            Ok(None) if std::time::Instant::now() > deadline => {
-                let _ = child.kill();
-                return None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    let mut out = String::new();
-    use std::io::Read;
-    child.stdout.take()?.read_to_string(&mut out).ok()?;
-    let p = PathBuf::from(out.trim());
+    let p = gomote_shared::goenv::goroot_blocking(gomote_shared::goenv::TIMEOUT).ok()?;
     p.join("bin/go").exists().then_some(p)
 }
 

@@ -91,6 +91,14 @@ pub fn is_under(dir: &Path, path: &Path) -> bool {
         .is_ok_and(|rest| rest.components().all(|c| matches!(c, Component::Normal(_))))
 }
 
+/// Reports whether `key` lies strictly below `dir`, both clean relative
+/// paths with `/` separators (manifest keys). [`is_under`] for text that is
+/// already clean: no cleaning and no allocation, as it runs once per file
+/// of a tree.
+pub fn key_below(dir: &str, key: &str) -> bool {
+    key.len() > dir.len() && key.starts_with(dir) && key.as_bytes()[dir.len()] == b'/'
+}
+
 /// Reports whether `rel` (already validated) names the base directory itself.
 pub fn is_base(rel: &Path) -> bool {
     rel.components().next().is_none()
@@ -151,6 +159,15 @@ mod tests {
     fn error_text_is_one_line() {
         let e = validate("../etc/passwd").unwrap_err().to_string();
         assert_eq!(e, "path \"../etc/passwd\" refers to a parent directory");
+    }
+
+    #[test]
+    fn keys_below_a_directory() {
+        assert!(key_below("a", "a/b"));
+        assert!(key_below("a/b", "a/b/c"));
+        assert!(!key_below("a", "a"));
+        assert!(!key_below("a", "ab"));
+        assert!(!key_below("a/b", "a"));
     }
 
     #[test]

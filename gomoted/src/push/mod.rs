@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use flate2::Compression;
 use gomote_shared::gofmt::quote_list;
+use gomote_shared::relpath::key_below;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::localtree::{self, Ignores, LocalTree};
@@ -387,11 +388,8 @@ fn record(
             .iter()
             .filter_map(|d| d.strip_prefix("go/"))
             .collect();
-        l.m.entries.retain(|k, _| {
-            !gone
-                .iter()
-                .any(|g| k == g || (k.starts_with(g) && k.as_bytes().get(g.len()) == Some(&b'/')))
-        });
+        l.m.entries
+            .retain(|k, _| !gone.iter().any(|g| k == g || key_below(g, k)));
         for (rel, e) in written.remove(&i).unwrap_or_default() {
             l.m.entries.insert(rel, e);
         }

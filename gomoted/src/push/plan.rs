@@ -5,6 +5,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
+use gomote_shared::relpath::key_below;
+
 use crate::localtree::{self, Kind, LocalTree};
 use crate::manifest::{RemoteEntry, RemoteKind};
 
@@ -62,14 +64,7 @@ pub(super) struct Plan {
 }
 
 pub(super) fn in_scope(rel: &str, scope: Option<&[String]>) -> bool {
-    scope.is_none_or(|tops| {
-        tops.iter().any(|t| {
-            rel == t
-                || (rel.len() > t.len()
-                    && rel.starts_with(t.as_str())
-                    && rel.as_bytes()[t.len()] == b'/')
-        })
-    })
+    scope.is_none_or(|tops| tops.iter().any(|t| rel == t || key_below(t, rel)))
 }
 
 /// Keeps only the paths no other path in the set contains.
@@ -78,9 +73,7 @@ pub(super) fn tops(paths: BTreeSet<String>) -> Vec<String> {
     for p in paths {
         // Sorted order puts a directory right before its contents.
         if let Some(last) = out.last()
-            && p.len() > last.len()
-            && p.starts_with(last.as_str())
-            && p.as_bytes()[last.len()] == b'/'
+            && key_below(last, &p)
         {
             continue;
         }
@@ -128,11 +121,7 @@ pub(super) fn plan(
     }
     // A directory holding a protected file (dist's output) stays.
     let keep: Vec<&String> = remote.keys().filter(|k| protected(k)).collect();
-    delete.retain(|d| {
-        !keep.iter().any(|k| {
-            k.len() > d.len() && k.starts_with(d.as_str()) && k.as_bytes()[d.len()] == b'/'
-        })
-    });
+    delete.retain(|d| !keep.iter().any(|k| key_below(d, k)));
     p.delete = tops(delete.clone())
         .into_iter()
         .map(|d| format!("go/{d}"))
