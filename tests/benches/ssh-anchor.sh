@@ -59,6 +59,11 @@ cp "$A/id.pub" "$A/authorized_keys"
 echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$A/host_ed25519.pub")" >"$A/known_hosts"
 chmod 600 "$A/authorized_keys" "$A/known_hosts"
 
+# SHLVL=1: bash, when sshd starts it for a command, reads ~/.bashrc if it
+# is a top-level shell; a user's rc file (root's may run pyenv init, some
+# 300 ms) is not ssh's cost and must not be in the anchor, so the shell
+# sshd starts counts as a nested one and reads none.
+#
 # The authorized_keys file lives in /tmp, which is world-writable, so
 # StrictModes (which checks every folder on the way) must be off; the
 # folder itself is 0700 and the file 0600.
@@ -81,24 +86,42 @@ AllowTcpForwarding no
 AllowAgentForwarding no
 MaxStartups 100:30:200
 MaxSessions 100
+SetEnv SHLVL=1
 EOF
 changed=1
 if cmp -s "$A/sshd_config.new" "$A/sshd_config"; then changed=0; fi
 mv -f "$A/sshd_config.new" "$A/sshd_config"
 
-ours_running() {
+# The sshd named in the pid file, if alive and started for this folder
+# (by this script, or by an earlier anchor script with other settings).
+anchor_sshd() {
   local pid
   pid=$(cat "$A/sshd.pid" 2>/dev/null) || return 1
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$A/sshd_config"
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$A/" &&
+    echo "$pid"
 }
 
-if ours_running; then
-  # Reuse it; reload only when this script now writes another config.
-  if [ "$changed" = 1 ]; then kill -HUP "$(cat "$A/sshd.pid")"; fi
-elif port_open; then
-  die "127.0.0.1:$PORT is taken by something other than this anchor's sshd (set GOMOTE_ANCHOR_PORT)"
+# Ends the master connection, whose sshd keeps the settings it started with.
+end_master() {
+  if [ -x "$A/rsh" ]; then "$A/rsh" -O exit "$USER_NAME@127.0.0.1" >/dev/null 2>&1 || true; fi
+}
+
+if pid=$(anchor_sshd) && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$A/sshd_config"; then
+  # Ours: reuse it; reload only when this script now writes another config.
+  if [ "$changed" = 1 ]; then
+    /usr/sbin/sshd -t -f "$A/sshd_config" || die "sshd rejects $A/sshd_config"
+    kill -HUP "$pid"
+    end_master
+  fi
 else
+  if pid=$(anchor_sshd); then
+    # An earlier anchor's sshd with other settings: replace it.
+    kill "$pid"
+    end_master
+    wait_until eval '! port_open' || die "the earlier anchor sshd (pid $pid) did not stop"
+  fi
+  port_open && die "127.0.0.1:$PORT is taken by something other than this anchor's sshd (set GOMOTE_ANCHOR_PORT)"
   rm -f "$A/sshd.pid"
   mkdir -p /run/sshd 2>/dev/null && chmod 755 /run/sshd 2>/dev/null || true
   /usr/sbin/sshd -t -f "$A/sshd_config" || die "sshd rejects $A/sshd_config"
