@@ -581,3 +581,43 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_asks_for_a_rescan_instead_of_growing() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let q = Queue {
+            tx,
+            overflow: Arc::default(),
+        };
+        for i in 0..10 {
+            q.offer(Msg::Changed(vec![PathBuf::from(format!("/r/f{i}"))]));
+        }
+        assert!(q.overflow.load(Ordering::SeqCst), "overflow was raised");
+        let mut queued = 0;
+        while rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 2, "the queue never holds more than its capacity");
+    }
+
+    #[test]
+    fn batches_turn_paths_into_dirty_keys_and_rules_files_into_rescans() {
+        let root = Path::new("/r");
+        let mut b = Batch::default();
+        b.absorb(
+            root,
+            Msg::Changed(vec![
+                PathBuf::from("/r/src/a.go"),
+                PathBuf::from("/elsewhere"),
+            ]),
+        );
+        assert_eq!(b.dirty.iter().collect::<Vec<_>>(), ["src/a.go"]);
+        assert!(!b.rescan);
+        b.absorb(root, Msg::Changed(vec![PathBuf::from("/r/.gitignore")]));
+        assert!(b.rescan);
+    }
+}
