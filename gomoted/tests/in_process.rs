@@ -39,7 +39,7 @@ async fn serves_status_and_stops_on_request() {
         let _ = never.await;
     }));
 
-    let (status, body) = call(&socket, "GET", "/v0/status").await;
+    let (status, body) = call(&socket, "GET", "/v0/status").await.unwrap();
     assert!(status.contains("200"), "{status}");
     // Chunked or not, the JSON object is in the body.
     let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
@@ -56,7 +56,7 @@ async fn serves_status_and_stops_on_request() {
     s.read_to_end(&mut raw).await.unwrap();
     assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 403"));
 
-    let (status, _) = call(&socket, "POST", "/v0/shutdown").await;
+    let (status, _) = call(&socket, "POST", "/v0/shutdown").await.unwrap();
     assert!(status.contains("204"), "{status}");
     let r = tokio::time::timeout(Duration::from_secs(10), daemon)
         .await
