@@ -8,21 +8,21 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 exchange over the socket; returns the status line and body.
-async fn call(socket: &Path, method: &str, path: &str) -> (String, String) {
-    let mut s = tokio::net::UnixStream::connect(socket).await.unwrap();
+async fn call(socket: &Path, method: &str, path: &str) -> std::io::Result<(String, String)> {
+    let mut s = tokio::net::UnixStream::connect(socket).await?;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         gomote_shared::api::HOST
     );
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
+    s.read_to_end(&mut raw).await?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
+    Ok((
         head.lines().next().unwrap_or("").to_string(),
         body.to_string(),
-    )
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
