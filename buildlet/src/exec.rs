@@ -1,7 +1,7 @@
 //! `POST /exec`: run a command in the work directory and stream its merged
 //! stdout and stderr, ending with the `Process-State` trailer. Parameter
 //! sources, command and directory resolution, and the environment order are
-//! those of Go's buildlet (PROTOCOL.md 2.4). When the client hangs up, the
+//! those of Go's buildlet (docs/protocol.md 4.5-4.6). When the client hangs up, the
 //! command's whole process group is killed (Go kills only the direct child).
 
 use std::ffi::{OsStr, OsString};

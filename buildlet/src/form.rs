@@ -1,7 +1,7 @@
 //! Request parameters the way Go's `net/http` exposes them: `FormValue`
 //! (form body first, then the query), `PostForm` (body only) and the query
 //! alone. The buildlet protocol depends on which source each parameter
-//! comes from (PROTOCOL.md 2.4).
+//! comes from (docs/protocol.md 4.5-4.6).
 
 use axum::body::Body;
 use http::{HeaderMap, Method, Uri, header};

@@ -1,5 +1,5 @@
 //! `buildlet`: the agent on every gomote instance. It serves the Go
-//! project's buildlet HTTP protocol (PROTOCOL.md section 2) over a work
+//! project's buildlet HTTP protocol (docs/protocol.md section 4) over a work
 //! directory: run commands, write and read files and tarballs, list trees.
 
 mod app;

@@ -1,5 +1,5 @@
 //! GomoteService over gRPC: every RPC's authentication, ownership checks
-//! and status codes as Go's server gives them (PROTOCOL.md 1.3-1.4), each
+//! and status codes as Go's server gives them (docs/protocol.md 2.2-2.4), each
 //! turned into calls on the instance's buildlet. This is the one place a
 //! [`CoordError`] becomes a status code.
 

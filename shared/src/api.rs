@@ -50,7 +50,7 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 130;
 }
 
-/// How the active group is chosen (gomote-cli.md section 2.1): the CLI
+/// How the active group is chosen (docs/cli.md, "Groups"): the CLI
 /// sends both sources and the daemon applies Go's rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSel {

@@ -1,5 +1,5 @@
 //! The one validation function every client-supplied path goes through
-//! (PROTOCOL.md 2.3, `nativeRelPath`), made a little stricter than Go's,
+//! (docs/protocol.md 4.4, Go's `nativeRelPath`), made a little stricter than Go's,
 //! and the lexical path rules it rests on: cleaning, and whether a path
 //! stays under a directory.
 
