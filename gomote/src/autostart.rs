@@ -22,6 +22,8 @@ use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::{ConnectOptions, GenericFilePath, ToFsName as _};
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::report;
+
 /// How long a freshly started daemon gets to answer. Generous: it opens
 /// its database and embedded coordinator first, on possibly busy machines.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -33,17 +35,28 @@ const START_LOCK_TIMEOUT: Duration = Duration::from_secs(40);
 /// How often the socket and locks are polled.
 const POLL: Duration = Duration::from_millis(50);
 
-/// The daemon could not be reached or started (exit code `DAEMON`).
-#[derive(Debug)]
+/// The daemon could not be reached or started (exit code `DAEMON`). The
+/// message is the whole story: it is printed as is, causes included.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct DaemonUnavailable(pub String);
 
-impl std::fmt::Display for DaemonUnavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why spawning `gomoted` failed.
+#[derive(Debug, thiserror::Error)]
+enum SpawnError {
+    /// The log's directory could not be made.
+    #[error("creating {}", .0.display())]
+    LogDir(PathBuf, #[source] io::Error),
+    /// The log could not be opened for appending.
+    #[error("opening {}", .0.display())]
+    OpenLog(PathBuf, #[source] io::Error),
+    /// The log's handle could not be shared by stdout and stderr.
+    #[error(transparent)]
+    CloneLog(io::Error),
+    /// The program could not be run.
+    #[error("running {}", .0.display())]
+    Run(PathBuf, #[source] io::Error),
 }
-
-impl std::error::Error for DaemonUnavailable {}
 
 /// Whether `GOMOTE_NO_AUTOSTART=1` forbids starting (and restarting) gomoted.
 pub fn autostart_allowed() -> bool {
@@ -171,7 +184,8 @@ pub async fn start_locked(socket: &Path) -> Result<Stream, DaemonUnavailable> {
     let log = log_path();
     let mut child = spawn(&log).map_err(|e| {
         DaemonUnavailable(format!(
-            "cannot start gomoted: {e:#}; see {}",
+            "cannot start gomoted: {}; see {}",
+            report::one_line(&e),
             log.display()
         ))
     })?;
@@ -229,17 +243,16 @@ fn daemon_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-fn spawn(log: &Path) -> anyhow::Result<std::process::Child> {
-    use anyhow::Context as _;
+fn spawn(log: &Path) -> Result<std::process::Child, SpawnError> {
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| SpawnError::LogDir(dir.to_path_buf(), e))?;
     }
     let out = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let err = out.try_clone()?;
+        .map_err(|e| SpawnError::OpenLog(log.to_path_buf(), e))?;
+    let err = out.try_clone().map_err(SpawnError::CloneLog)?;
     let program = daemon_program();
     let mut cmd = std::process::Command::new(&program);
     cmd.stdin(Stdio::null())
@@ -257,6 +270,5 @@ fn spawn(log: &Path) -> anyhow::Result<std::process::Child> {
         use std::os::unix::process::CommandExt as _;
         cmd.process_group(0);
     }
-    cmd.spawn()
-        .with_context(|| format!("running {}", program.display()))
+    cmd.spawn().map_err(|e| SpawnError::Run(program, e))
 }

@@ -1,7 +1,8 @@
 //! The command line as clap sees it after [`crate::goflags`] has rewritten
 //! Go-style flags: [`Cli`] (global flags) and [`Cmd`] (one variant per
-//! subcommand), plus the Go-compatible value parsers ([`go_bool`],
-//! [`go_count`]).
+//! subcommand). Values are read with Go's syntax ([`crate::govalue`]);
+//! instance names and builder types complete from the daemon
+//! ([`crate::candidates`]).
 //!
 //! Every boolean flag is declared the same way (an optional value that must
 //! be attached with `=`), so `-setup`, `-setup=true` and `-status=false` all
@@ -10,7 +11,8 @@
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use clap_complete::engine::ArgValueCompleter;
 
-use crate::complete;
+use crate::candidates;
+use crate::govalue::{go_bool, go_count};
 
 const ABOUT: &str = "Run commands on remote Go builders (gomotes).";
 
@@ -214,7 +216,7 @@ pub struct CreateArgs {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, value_name = "BOOL", hide_default_value = true)]
     pub json: bool,
     /// The builder type; without one, the types on offer are listed.
-    #[arg(value_name = "TYPE", add = ArgValueCompleter::new(complete::builders))]
+    #[arg(value_name = "TYPE", add = ArgValueCompleter::new(candidates::builders))]
     pub builder: Option<String>,
 }
 
@@ -225,7 +227,7 @@ pub struct DestroyArgs {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, value_name = "BOOL", hide_default_value = true)]
     pub destroy_group: bool,
     /// The instance (optional with a group).
-    #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(complete::instances))]
+    #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(candidates::instances))]
     pub args: Vec<String>,
 }
 
@@ -255,7 +257,7 @@ pub struct LsArgs {
     )]
     pub skip: String,
     /// [INSTANCE] [DIR]: the instance is optional with a group.
-    #[arg(value_name = "ARG", num_args = 0..=2, add = ArgValueCompleter::new(complete::instances))]
+    #[arg(value_name = "ARG", num_args = 0..=2, add = ArgValueCompleter::new(candidates::instances))]
     pub args: Vec<String>,
 }
 
@@ -263,7 +265,7 @@ pub struct LsArgs {
 #[derive(Debug, Args)]
 pub struct PingArgs {
     /// The instance (optional with a group).
-    #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(complete::instances))]
+    #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(candidates::instances))]
     pub args: Vec<String>,
 }
 
@@ -284,7 +286,7 @@ pub struct PushArgs {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, value_name = "BOOL", hide_default_value = true)]
     pub unwatch: bool,
     /// The instance (optional with a group).
-    #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(complete::instances))]
+    #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(candidates::instances))]
     pub args: Vec<String>,
 }
 
@@ -295,7 +297,7 @@ pub struct PutArgs {
     #[arg(long, value_name = "OCTAL")]
     pub mode: Option<String>,
     /// [INSTANCE] <SOURCE or - for stdin> [DESTINATION].
-    #[arg(value_name = "ARG", required = true, num_args = 1..=3, add = ArgValueCompleter::new(complete::instances))]
+    #[arg(value_name = "ARG", required = true, num_args = 1..=3, add = ArgValueCompleter::new(candidates::instances))]
     pub args: Vec<String>,
 }
 
@@ -311,7 +313,7 @@ pub struct PuttarArgs {
     )]
     pub dir: String,
     /// [INSTANCE] <SOURCE>.
-    #[arg(value_name = "ARG", required = true, num_args = 1..=2, add = ArgValueCompleter::new(complete::instances))]
+    #[arg(value_name = "ARG", required = true, num_args = 1..=2, add = ArgValueCompleter::new(candidates::instances))]
     pub args: Vec<String>,
 }
 
@@ -327,7 +329,7 @@ pub struct GettarArgs {
     )]
     pub dir: String,
     /// The instance (optional with a group).
-    #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(complete::instances))]
+    #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(candidates::instances))]
     pub instance: Option<String>,
 }
 
@@ -335,7 +337,7 @@ pub struct GettarArgs {
 #[derive(Debug, Args)]
 pub struct RmArgs {
     /// [INSTANCE] <PATH>...: the instance is optional with a group.
-    #[arg(value_name = "ARG", required = true, add = ArgValueCompleter::new(complete::instances))]
+    #[arg(value_name = "ARG", required = true, add = ArgValueCompleter::new(candidates::instances))]
     pub args: Vec<String>,
 }
 
@@ -380,7 +382,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "REGEXP")]
     pub until: Option<String>,
     /// [INSTANCE] <CMD> [ARGS]...
-    #[arg(value_name = "ARG", required = true, trailing_var_arg = true, allow_hyphen_values = true, add = ArgValueCompleter::new(complete::instances))]
+    #[arg(value_name = "ARG", required = true, trailing_var_arg = true, allow_hyphen_values = true, add = ArgValueCompleter::new(candidates::instances))]
     pub args: Vec<String>,
 }
 
@@ -408,13 +410,13 @@ pub enum GroupCmd {
     /// Add existing instances to the active group.
     Add {
         /// Instances to add.
-        #[arg(required = true, value_name = "INSTANCE", add = ArgValueCompleter::new(complete::instances))]
+        #[arg(required = true, value_name = "INSTANCE", add = ArgValueCompleter::new(candidates::instances))]
         instances: Vec<String>,
     },
     /// Remove instances from the active group.
     Remove {
         /// Instances to remove.
-        #[arg(required = true, value_name = "INSTANCE", add = ArgValueCompleter::new(complete::instances))]
+        #[arg(required = true, value_name = "INSTANCE", add = ArgValueCompleter::new(candidates::instances))]
         instances: Vec<String>,
     },
     /// List groups and their live instances.
@@ -445,93 +447,10 @@ pub struct CompletionArgs {
     pub shell: String,
 }
 
-/// Go's `strconv.ParseBool`.
-pub fn go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("parse error: {s:?} is not a boolean")),
-    }
-}
-
-/// Go's `strconv.ParseInt(s, 0, 64)`: optional sign, `0x`/`0o`/`0b`/`0`
-/// prefixes, `_` between digits.
-pub fn go_int(s: &str) -> Result<i64, String> {
-    let bad = || format!("parse error: {s:?} is not an integer");
-    let (neg, body) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let lower = body.to_ascii_lowercase();
-    let (radix, digits, prefixed) = if let Some(d) = lower.strip_prefix("0x") {
-        (16, d, true)
-    } else if let Some(d) = lower.strip_prefix("0o") {
-        (8, d, true)
-    } else if let Some(d) = lower.strip_prefix("0b") {
-        (2, d, true)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, &lower[1..], true)
-    } else {
-        (10, lower.as_str(), false)
-    };
-    // Underscores only between digits (or right after a base prefix).
-    if digits.is_empty()
-        || digits.ends_with('_')
-        || digits.contains("__")
-        || (digits.starts_with('_') && !prefixed)
-    {
-        return Err(bad());
-    }
-    let clean: String = digits.chars().filter(|&c| c != '_').collect();
-    if clean.is_empty() || clean.starts_with(['+', '-']) {
-        return Err(bad());
-    }
-    let v = i64::from_str_radix(&clean, radix).map_err(|_| bad())?;
-    Ok(if neg { -v } else { v })
-}
-
-/// `-count`: a Go integer that fits a `u32`.
-pub fn go_count(s: &str) -> Result<u32, String> {
-    let v = go_int(s)?;
-    u32::try_from(v).map_err(|_| format!("{v} is out of range (0 to {})", u32::MAX))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn definition_is_consistent() {
-        command().debug_assert();
-    }
-
-    #[test]
-    fn go_ints() {
-        assert_eq!(go_int("3"), Ok(3));
-        assert_eq!(go_int("0x10"), Ok(16));
-        assert_eq!(go_int("0X1f"), Ok(31));
-        assert_eq!(go_int("010"), Ok(8));
-        assert_eq!(go_int("0o17"), Ok(15));
-        assert_eq!(go_int("0b101"), Ok(5));
-        assert_eq!(go_int("1_000"), Ok(1000));
-        assert_eq!(go_int("0"), Ok(0));
-        assert_eq!(go_int("-2"), Ok(-2));
-        for bad in ["", "x", "0x", "1_", "_1", "1__0", "09", "--1", "+-1", "1.5"] {
-            assert!(go_int(bad).is_err(), "{bad}");
-        }
-        assert_eq!(go_count("0x10"), Ok(16));
-        assert!(go_count("-1").is_err());
-    }
-
-    #[test]
-    fn go_bools() {
-        for t in ["1", "t", "T", "TRUE", "true", "True"] {
-            assert_eq!(go_bool(t), Ok(true));
-        }
-        for f in ["0", "f", "F", "FALSE", "false", "False"] {
-            assert_eq!(go_bool(f), Ok(false));
-        }
-        assert!(go_bool("yes").is_err());
+        super::command().debug_assert();
     }
 }

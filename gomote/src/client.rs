@@ -1,59 +1,69 @@
 //! Speaking the local API: [`send`] posts one [`api::CommandRequest`] to
 //! `/v0/command` over HTTP/1.1 on the daemon's socket and streams the
-//! NDJSON reply into a [`Renderer`]; Ctrl-C cancels a started run through
-//! `/v0/runs/<id>/cancel`. [`query_lines`] is the quiet variant used by
-//! shell completion.
+//! NDJSON reply into a [`Renderer`] (docs/protocol.md §1.4 to §1.6); Ctrl-C
+//! cancels a started run through `/v0/runs/<id>/cancel`. [`query_lines`] is
+//! the quiet variant used by shell completion.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use gomote_shared::api::{self, Event};
-use http::{Request, StatusCode, header};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
 use crate::autostart::{self, DaemonUnavailable};
+use crate::conn::{ConnError, Sender, handshake, post};
 use crate::lifecycle;
 use crate::render::{Flow, Lines, Renderer};
-
-/// An HTTP/1.1 connection to the daemon.
-pub type Sender<B> = hyper::client::conn::http1::SendRequest<B>;
+use crate::report;
 
 /// How long the cancel request may take before the CLI exits anyway.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Starts HTTP/1.1 on a connected socket.
-pub async fn handshake<B>(
-    stream: interprocess::local_socket::tokio::Stream,
-) -> anyhow::Result<Sender<B>>
-where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("HTTP handshake with gomoted")?;
-    tokio::spawn(async move {
-        // Its errors show up on the request or body, where they are reported.
-        let _ = conn.await;
-    });
-    Ok(sender)
+/// Why a command's exchange with the daemon ended without an exit code.
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    /// The command could not be sent.
+    #[error(transparent)]
+    Unavailable(#[from] DaemonUnavailable),
+    /// Printing the reply failed (a closed pipe, usually).
+    #[error(transparent)]
+    Output(#[from] io::Error),
 }
 
-/// A `POST` with the headers every request to the daemon carries.
-pub fn post<B>(path: &str, body: B) -> anyhow::Result<Request<B>> {
-    Request::post(path)
-        .header(header::HOST, api::HOST)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(api::HEADER_CLI_VERSION, api::VERSION)
-        .header(api::HEADER_CLI_PROTO, api::PROTO.to_string())
-        .body(body)
-        .context("building the request")
+impl ExchangeError {
+    /// The error as `main` classifies it: by the type of the cause itself,
+    /// so it must not stay wrapped.
+    fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            ExchangeError::Unavailable(e) => e.into(),
+            ExchangeError::Output(e) => e.into(),
+        }
+    }
+}
+
+/// A short request to the daemon (cancel, completion) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Nobody answers on the socket.
+    #[error(transparent)]
+    Connect(#[from] io::Error),
+    /// HTTP could not be set up, or the request was malformed.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// The request or its reply broke off.
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    /// The daemon refused.
+    #[error("gomoted answered {0}")]
+    Status(StatusCode),
+    /// The request could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
 }
 
 /// Sends `req` and prints the reply; returns the exit code.
@@ -93,7 +103,7 @@ pub async fn send<O: Write, E: Write>(
                 break Some(Ok(api::exit::FAILURE));
             }
             Some(Ok(Reply::Exit(code))) => break Some(Ok(code)),
-            Some(Err(e)) => break Some(Err(e)),
+            Some(Err(e)) => break Some(Err(e.into_anyhow())),
             None => break None,
         }
     };
@@ -105,7 +115,10 @@ pub async fn send<O: Write, E: Write>(
                 let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, cancel(socket, &id)).await;
                 match cancelled {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => r.note(&format!("could not cancel run {id}: {e:#}")),
+                    Ok(Err(e)) => r.note(&format!(
+                        "could not cancel run {id}: {}",
+                        report::one_line(&e)
+                    )),
                     Err(_) => r.note(&format!(
                         "could not cancel run {id}: gomoted did not answer"
                     )),
@@ -133,7 +146,7 @@ async fn exchange<O: Write, E: Write>(
     sender: &mut Sender<Full<Bytes>>,
     request: Request<Full<Bytes>>,
     r: &mut Renderer<O, E>,
-) -> anyhow::Result<Reply> {
+) -> Result<Reply, ExchangeError> {
     let resp = sender
         .send_request(request)
         .await
@@ -191,9 +204,9 @@ async fn exchange<O: Write, E: Write>(
     Ok(Reply::Exit(api::exit::DAEMON_DIED))
 }
 
-fn handle<O: Write, E: Write>(line: &[u8], r: &mut Renderer<O, E>) -> anyhow::Result<Flow> {
+fn handle<O: Write, E: Write>(line: &[u8], r: &mut Renderer<O, E>) -> io::Result<Flow> {
     match serde_json::from_slice::<Event>(line) {
-        Ok(ev) => Ok(r.event(ev)?),
+        Ok(ev) => r.event(ev),
         Err(e) => {
             r.note(&format!("ignoring an event gomote cannot read: {e}"));
             Ok(Flow::Continue)
@@ -211,30 +224,31 @@ async fn collect(body: &mut Incoming) -> Vec<u8> {
     out
 }
 
-async fn cancel(socket: &Path, id: &str) -> anyhow::Result<()> {
+async fn cancel(socket: &Path, id: &str) -> Result<(), QueryError> {
     let stream = autostart::connect(socket).await?;
     let mut sender = handshake::<Empty<Bytes>>(stream).await?;
     let resp = sender
         .send_request(post(&format!("/v0/runs/{id}/cancel"), Empty::new())?)
         .await?;
     if !resp.status().is_success() {
-        anyhow::bail!("gomoted answered {}", resp.status());
+        return Err(QueryError::Status(resp.status()));
     }
     Ok(())
 }
 
 /// Sends `req` without autostart and returns its `Stdout` lines; for shell
 /// completion, where silence beats errors.
-pub async fn query_lines(socket: &Path, req: &api::CommandRequest) -> anyhow::Result<Vec<String>> {
+pub async fn query_lines(
+    socket: &Path,
+    req: &api::CommandRequest,
+) -> Result<Vec<String>, QueryError> {
     let stream = autostart::connect(socket).await?;
     let mut sender = handshake(stream).await?;
     let body = Full::new(Bytes::from(serde_json::to_vec(req)?));
     let resp = sender.send_request(post("/v0/command", body)?).await?;
-    anyhow::ensure!(
-        resp.status() == StatusCode::OK,
-        "gomoted answered {}",
-        resp.status()
-    );
+    if resp.status() != StatusCode::OK {
+        return Err(QueryError::Status(resp.status()));
+    }
     let mut body = resp.into_body();
     let bytes = collect(&mut body).await;
     let mut text = String::new();

@@ -2,27 +2,18 @@
 //! `gomote completion <shell>` prints a small script that calls gomote back
 //! with `COMPLETE=<shell>` set; [`handle_env`] answers those calls before
 //! anything else runs. Commands and flags come from the clap definition;
-//! instance names ([`instances`]) and builder types ([`builders`]) are asked
-//! from a running daemon (never started for this, and given a short
-//! timeout, so a Tab press cannot hang).
+//! instance names and builder types from [`crate::candidates`].
 
-use std::ffi::OsStr;
 use std::io::Write;
-use std::time::Duration;
 
-use clap_complete::CompletionCandidate;
 use clap_complete::env::{CompleteEnv, Shells};
-use gomote_shared::api::Command as ApiCmd;
 
-use crate::{client, request};
-
-/// How long completion waits for the daemon.
-const TIMEOUT: Duration = Duration::from_secs(2);
+use crate::cli;
 
 /// Answers a completion request from a shell script and exits, if this is
 /// one (`COMPLETE` is set); otherwise returns.
 pub fn handle_env() {
-    CompleteEnv::with_factory(crate::cli::command).complete();
+    CompleteEnv::with_factory(cli::command).complete();
 }
 
 /// Writes the registration script for `shell`.
@@ -38,45 +29,6 @@ pub fn script(shell: &str, out: &mut dyn Write) -> anyhow::Result<()> {
         .unwrap_or_else(|| "gomote".to_string());
     completer.write_registration("COMPLETE", "gomote", "gomote", &exe, out)?;
     Ok(())
-}
-
-/// Live instance names.
-pub fn instances(current: &OsStr) -> Vec<CompletionCandidate> {
-    candidates(ApiCmd::CompleteInstances, current)
-}
-
-/// Builder types.
-pub fn builders(current: &OsStr) -> Vec<CompletionCandidate> {
-    candidates(ApiCmd::CompleteBuilders, current)
-}
-
-fn candidates(cmd: ApiCmd, current: &OsStr) -> Vec<CompletionCandidate> {
-    let prefix = current.to_string_lossy();
-    fetch(cmd)
-        .into_iter()
-        .filter(|n| n.starts_with(prefix.as_ref()))
-        .map(CompletionCandidate::new)
-        .collect()
-}
-
-fn fetch(cmd: ApiCmd) -> Vec<String> {
-    let Ok(env) = request::Env::from_process() else {
-        return Vec::new();
-    };
-    let req = request::completion_request(&env, cmd);
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return Vec::new();
-    };
-    let socket = gomote_shared::paths::socket();
-    rt.block_on(async {
-        match tokio::time::timeout(TIMEOUT, client::query_lines(&socket, &req)).await {
-            Ok(Ok(names)) => names,
-            _ => Vec::new(),
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Go `flag` package semantics on top of clap: [`normalise`] rewrites a
 //! Go-style command line into one clap parses the same way Go would.
 //!
-//! Go's rules (gomote-cli.md §8 item 15): `-name` and `--name` are the same
+//! Go's rules (docs/cli.md, "Conventions"): `-name` and `--name` are the same
 //! flag; a value is attached (`-count=3`) or the next word (`-count 3`);
 //! a boolean takes a value only when attached (`-status=false`); parsing
 //! stops at the first word that is not a flag, at `--`, or at a lone `-`.
@@ -11,26 +11,17 @@
 //! positional words, so nothing after the first positional is ever read as
 //! a flag (`gomote run NAME go/bin/go test -v` keeps `-v` remote).
 
-use std::fmt;
-
 use clap::{Arg, Command};
 
 /// A flag error found while normalising, worded like Go's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
 pub struct FlagError {
     /// The subcommand path, e.g. `["run"]`, for the usage hint.
     pub path: Vec<String>,
     /// The message.
     pub msg: String,
 }
-
-impl fmt::Display for FlagError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.msg)
-    }
-}
-
-impl std::error::Error for FlagError {}
 
 /// Rewrites `args` (without the program name) for clap; the result starts
 /// with `bin` so it can go straight to `try_parse_from`.

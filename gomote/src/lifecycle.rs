@@ -1,8 +1,9 @@
 //! The daemon's life cycle as the CLI drives it: [`probe`] asks `GET
 //! /v0/status` (with a timeout: a daemon is live when it answers, not when
-//! its pid exists), [`ready`] hands [`crate::client`] a connection to a
+//! its pid exists), [`ready`] hands the command sender a connection to a
 //! daemon no older than this CLI, restarting an older one first, and
 //! [`restart`] / [`stop_running`] implement `gomote daemon restart|stop`.
+//! Every failure here is a [`DaemonUnavailable`] (exit code `DAEMON`).
 //!
 //! Version skew: the daemon reports its version in the `gomoted-version`
 //! header. Older than us (compared as release numbers, [`is_older`]): with
@@ -10,7 +11,7 @@
 //! lock is free) and start ours, all under [`StartLock`] so concurrent
 //! gomotes restart it once; the check runs *before* the command is sent,
 //! so nothing is ever sent twice. Otherwise, and when the daemon is newer,
-//! one warning line per invocation.
+//! one warning line per invocation. The rules are docs/protocol.md §1.2.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gomote_shared::api;
-use http::{Request, StatusCode, header};
+use http::StatusCode;
 use http_body_util::{BodyExt as _, Full};
 
 use crate::autostart::{self, DaemonUnavailable, StartLock};
-use crate::client::{Sender, handshake, post};
+use crate::conn::{Sender, get, handshake, post};
+use crate::report;
 
 /// How long a daemon that accepted the connection gets to answer status.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,23 +52,20 @@ pub fn warn_once(msg: &str) {
     }
 }
 
-fn daemon_err(e: impl std::fmt::Display) -> anyhow::Error {
-    DaemonUnavailable(e.to_string()).into()
+fn daemon_err(e: impl std::fmt::Display) -> DaemonUnavailable {
+    DaemonUnavailable(e.to_string())
 }
 
 /// Asks the daemon on `stream` for its status.
 async fn probe_stream(
     socket: &Path,
     stream: interprocess::local_socket::tokio::Stream,
-) -> anyhow::Result<Probe> {
+) -> Result<Probe, DaemonUnavailable> {
     let mut sender = handshake(stream)
         .await
-        .map_err(|e| daemon_err(format!("{e:#}")))?;
-    let req = Request::get("/v0/status")
-        .header(header::HOST, api::HOST)
-        .header(api::HEADER_CLI_VERSION, api::VERSION)
-        .header(api::HEADER_CLI_PROTO, api::PROTO.to_string())
-        .body(Full::new(Bytes::new()))?;
+        .map_err(|e| daemon_err(report::one_line(&e)))?;
+    let req =
+        get("/v0/status", Full::new(Bytes::new())).map_err(|e| daemon_err(report::one_line(&e)))?;
     let exchange = async {
         let resp = sender.send_request(req).await?;
         let header_version = resp
@@ -76,7 +75,7 @@ async fn probe_stream(
             .map(str::to_string);
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, header_version, body))
+        Ok::<_, hyper::Error>((status, header_version, body))
     };
     let (status, header_version, body) = tokio::time::timeout(PROBE_TIMEOUT, exchange)
         .await
@@ -87,7 +86,12 @@ async fn probe_stream(
                 PROBE_TIMEOUT.as_secs()
             ))
         })?
-        .map_err(|e| daemon_err(format!("asking gomoted for its status: {e:#}")))?;
+        .map_err(|e| {
+            daemon_err(format!(
+                "asking gomoted for its status: {}",
+                report::one_line(&e)
+            ))
+        })?;
     if status != StatusCode::OK {
         return Err(daemon_err(format!(
             "gomoted answered {status} to a status request: {}",
@@ -104,7 +108,7 @@ async fn probe_stream(
 }
 
 /// Probes a running daemon without starting one; `None` if nobody answers.
-pub async fn probe(socket: &Path) -> anyhow::Result<Option<Probe>> {
+pub async fn probe(socket: &Path) -> Result<Option<Probe>, DaemonUnavailable> {
     match autostart::connect(socket).await {
         Ok(stream) => Ok(Some(probe_stream(socket, stream).await?)),
         Err(e) if autostart::nobody_home(&e) => Ok(None),
@@ -117,7 +121,7 @@ pub async fn probe(socket: &Path) -> anyhow::Result<Option<Probe>> {
 
 /// A connection to a daemon for a command: started if needed, restarted
 /// first if it is older than this CLI (and autostart is allowed).
-pub async fn ready(socket: &Path) -> anyhow::Result<Sender<Full<Bytes>>> {
+pub async fn ready(socket: &Path) -> Result<Sender<Full<Bytes>>, DaemonUnavailable> {
     let stream = autostart::connect_or_start(socket).await?;
     let p = probe_stream(socket, stream).await?;
     if !is_older(&p.version, api::VERSION) {
@@ -167,7 +171,7 @@ pub fn warn_if_newer(daemon_version: &str) {
 /// Stops the running daemon (if any) and starts one, under the start lock.
 /// With `only_if_older`, a daemon that is (by now) not older than this CLI
 /// is left alone: a concurrent gomote may have restarted it already.
-pub async fn restart(socket: &Path, only_if_older: bool) -> anyhow::Result<()> {
+pub async fn restart(socket: &Path, only_if_older: bool) -> Result<(), DaemonUnavailable> {
     let _lock = StartLock::acquire().await?;
     if let Some(p) = probe(socket).await? {
         if only_if_older && !is_older(&p.version, api::VERSION) {
@@ -180,7 +184,7 @@ pub async fn restart(socket: &Path, only_if_older: bool) -> anyhow::Result<()> {
 }
 
 /// `gomote daemon stop`: the pid it stopped, or `None` if none ran.
-pub async fn stop_running(socket: &Path) -> anyhow::Result<Option<u32>> {
+pub async fn stop_running(socket: &Path) -> Result<Option<u32>, DaemonUnavailable> {
     let _lock = StartLock::acquire().await?;
     match probe(socket).await? {
         Some(p) => {
@@ -195,9 +199,10 @@ pub async fn stop_running(socket: &Path) -> anyhow::Result<Option<u32>> {
 /// Asks the daemon to shut down and waits until its lock is free (the
 /// process has let go of the state database, so a new one may open it),
 /// or, failing that, until its pid is gone and the socket refuses.
-async fn stop_locked(socket: &Path, mut p: Probe) -> anyhow::Result<()> {
+async fn stop_locked(socket: &Path, mut p: Probe) -> Result<(), DaemonUnavailable> {
     let pid = p.status.pid;
-    let req = post("/v0/shutdown", Full::new(Bytes::new()))?;
+    let req = post("/v0/shutdown", Full::new(Bytes::new()))
+        .map_err(|e| daemon_err(report::one_line(&e)))?;
     // The connection may drop as the daemon goes away; the wait decides.
     let _ = tokio::time::timeout(PROBE_TIMEOUT, p.sender.send_request(req)).await;
     drop(p);

@@ -1,18 +1,25 @@
 //! `gomote`: the thin CLI. It rewrites Go-style flags ([`goflags`]), parses
-//! them with clap ([`cli`]), builds one local-API request ([`request`]),
-//! sends it to `gomoted` (started on demand, [`autostart`]) and prints the
-//! streamed reply ([`client`], [`render`]). Shell completion lives in
-//! [`complete`]; version skew and `gomote daemon ...` in [`lifecycle`] and
-//! [`daemon_cmd`]. All command logic is the daemon's.
+//! them with clap ([`cli`], values in Go's syntax by [`govalue`]), builds
+//! one local-API request ([`request`], from the [`procenv`] captured once),
+//! sends it to `gomoted` (started on demand, [`autostart`]; over the
+//! connection of [`conn`]) and prints the streamed reply ([`client`],
+//! [`render`]). Shell completion lives in [`complete`] and [`candidates`];
+//! version skew and `gomote daemon ...` in [`lifecycle`] and [`daemon_cmd`].
+//! All command logic is the daemon's; see docs/cli.md.
 
 mod autostart;
+mod candidates;
 mod cli;
 mod client;
 mod complete;
+mod conn;
 mod daemon_cmd;
 mod goflags;
+mod govalue;
 mod lifecycle;
+mod procenv;
 mod render;
+mod report;
 mod request;
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
@@ -99,7 +106,7 @@ fn run() -> anyhow::Result<i32> {
             });
         }
     };
-    let env = request::Env::from_process()?;
+    let env = procenv::Env::from_process()?;
     let (mut req, stdin) = match request::build(parsed, &env) {
         Ok(Action::Send(req, stdin)) => (req, stdin),
         Ok(Action::Completion(shell)) => {

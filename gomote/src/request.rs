@@ -4,48 +4,10 @@
 //! comes in as an [`Env`], and reading standard input is left to the
 //! caller, which [`Stdin`] tells what is needed.
 
-use std::path::PathBuf;
-
-use anyhow::Context as _;
 use gomote_shared::api::{self, Command as ApiCmd, GroupSel};
 
-use crate::cli::{Cli, Cmd, GroupCmd};
-
-/// What the request needs from the process, captured once.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    /// `$GOMOTE_GROUP`, if non-empty.
-    pub gomote_group: Option<String>,
-    /// `$GOROOT`, if set.
-    pub goroot: Option<PathBuf>,
-    /// `$GOMOTE_BUILDLET_PASSWORD`, if set.
-    pub buildlet_password: Option<String>,
-    /// The absolute working directory.
-    pub cwd: PathBuf,
-    /// The temporary directory.
-    pub tmpdir: PathBuf,
-    /// Whether stderr is a terminal.
-    pub tty: bool,
-}
-
-impl Env {
-    /// Reads the real process environment.
-    pub fn from_process() -> anyhow::Result<Self> {
-        use std::io::IsTerminal as _;
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let cwd = std::env::current_dir().context("finding the current directory")?;
-        Ok(Self {
-            gomote_group: var("GOMOTE_GROUP"),
-            goroot: std::env::var_os("GOROOT")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            buildlet_password: var("GOMOTE_BUILDLET_PASSWORD"),
-            cwd: std::path::absolute(&cwd).unwrap_or(cwd),
-            tmpdir: std::env::temp_dir(),
-            tty: std::io::stderr().is_terminal(),
-        })
-    }
-}
+use crate::cli::{Cli, Cmd, DaemonCmd, GroupCmd};
+use crate::procenv::Env;
 
 /// What the request still needs from standard input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +30,7 @@ pub enum Action {
     /// A command the daemon cannot do yet.
     Unimplemented(&'static str),
     /// `gomote daemon ...`: handled by the CLI itself.
-    Daemon(crate::cli::DaemonCmd),
+    Daemon(DaemonCmd),
 }
 
 /// A usage error found after clap parsed (Go reports these as flag errors).
@@ -215,23 +177,6 @@ pub fn build(cli: Cli, env: &Env) -> Result<Action, UsageError> {
     ))
 }
 
-/// A request that names daemon-side logic for shell completion.
-pub fn completion_request(env: &Env, cmd: ApiCmd) -> api::CommandRequest {
-    api::CommandRequest {
-        group: GroupSel {
-            flag: None,
-            env: env.gomote_group.clone(),
-        },
-        server: None,
-        cwd: env.cwd.clone(),
-        tmpdir: Some(env.tmpdir.clone()),
-        goroot: None,
-        buildlet_password: env.buildlet_password.clone(),
-        tty: false,
-        cmd,
-    }
-}
-
 fn dash_stdin(args: &[String]) -> Stdin {
     if args.iter().any(|a| a == "-") {
         Stdin::File
@@ -264,6 +209,7 @@ mod tests {
     use crate::cli::command;
     use crate::goflags::normalise;
     use clap::Parser as _;
+    use std::path::PathBuf;
 
     fn env() -> Env {
         Env {

@@ -1,7 +1,7 @@
-//! An async HTTP client for one buildlet: the request shapes of PROTOCOL.md
-//! 2.5 (`BuildletClient`), streamed command output with its `Process-State`
-//! trailer (`ExecStream`), and the `/status` heartbeat that decides when a
-//! buildlet is dead (`Heartbeat`).
+//! An async HTTP client for one buildlet: the request shapes of
+//! docs/protocol.md §4.5 "Endpoints" (`BuildletClient`), streamed command
+//! output with its `Process-State` trailer (`ExecStream`, §4.6), and the
+//! `/status` heartbeat that decides when a buildlet is dead (`Heartbeat`).
 //!
 //! The coordinator drives instances through this; a daemon in direct mode
 //! talks to a buildlet with it too. Everything a network can influence comes
@@ -300,8 +300,9 @@ impl BuildletClient {
     }
 
     /// `GET /ls`: one trimmed line per entry (`<mode>\t<path>[\t<size>\t
-    /// <mtime>[\t<sha1>]]`, see PROTOCOL.md 2.4). `skip` names directories,
-    /// relative to `dir`, that are neither listed nor entered.
+    /// <mtime>[\t<sha1>]]`, see `GET /ls` in docs/protocol.md §4.5).
+    /// `skip` names directories, relative to `dir`, that are neither listed
+    /// nor entered.
     pub async fn list_dir<S: AsRef<str>>(
         &self,
         dir: &str,
@@ -324,9 +325,10 @@ impl BuildletClient {
         let mut body = res.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|source| Error::Transport { op: OP, source })?;
-            lines
-                .push(&chunk, &mut out)
-                .map_err(|detail| Error::BadReply { op: OP, detail })?;
+            lines.push(&chunk, &mut out).map_err(|e| Error::BadReply {
+                op: OP,
+                detail: e.to_string(),
+            })?;
         }
         lines.finish(&mut out);
         Ok(out)
@@ -651,6 +653,14 @@ fn parse_process_state(v: &[u8]) -> ExecOutcome {
     }
 }
 
+/// A line longer than the limit of a [`LineSplitter`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line longer than {max} bytes")]
+struct LineTooLong {
+    /// The limit.
+    max: usize,
+}
+
 /// Splits a byte stream into trimmed lines, refusing overlong ones.
 struct LineSplitter {
     pending: Vec<u8>,
@@ -665,7 +675,7 @@ impl LineSplitter {
         }
     }
 
-    fn push(&mut self, mut chunk: &[u8], out: &mut Vec<String>) -> Result<(), String> {
+    fn push(&mut self, mut chunk: &[u8], out: &mut Vec<String>) -> Result<(), LineTooLong> {
         while let Some(i) = chunk.iter().position(|&b| b == b'\n') {
             self.pending.extend_from_slice(&chunk[..i]);
             self.check()?;
@@ -677,9 +687,9 @@ impl LineSplitter {
         self.check()
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), LineTooLong> {
         if self.pending.len() > self.max {
-            return Err(format!("line longer than {} bytes", self.max));
+            return Err(LineTooLong { max: self.max });
         }
         Ok(())
     }
@@ -905,7 +915,10 @@ mod tests {
         let mut out = Vec::new();
         assert!(s.push(b"abcd\n", &mut out).is_ok());
         assert!(s.push(b"abc", &mut out).is_ok());
-        assert!(s.push(b"de\n", &mut out).is_err());
+        assert_eq!(
+            s.push(b"de\n", &mut out).map_err(|e| e.to_string()),
+            Err("line longer than 4 bytes".to_string())
+        );
     }
 
     #[test]
