@@ -28,8 +28,12 @@ pub struct Config {
     pub local_pool: LocalPool,
     /// Host types: the machines instances run on.
     pub host_types: Vec<HostType>,
-    /// Builder types: what users ask for; each runs on a host type.
+    /// Builder types: what users ask for; each runs on a host type. They
+    /// add to this machine's built-in ones (a builder of the same name
+    /// replaces the built-in one) unless `replace_builtin_builders` is set.
     pub builders: Vec<Builder>,
+    /// Offer only the configured builders, none of the built-in ones.
+    pub replace_builtin_builders: bool,
 }
 
 /// How local buildlets are started.
@@ -113,6 +117,7 @@ impl Default for Config {
             local_pool: LocalPool::default(),
             host_types: Vec::new(),
             builders: Vec::new(),
+            replace_builtin_builders: false,
         }
     }
 }
@@ -143,8 +148,8 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Loads a TOML file; host types and builders left out are filled with
-    /// the built-in default for this machine.
+    /// Loads a TOML file; this machine's built-in builders and the host
+    /// type they run on are added (see [`Config::fill_defaults`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -166,48 +171,59 @@ impl Config {
         c
     }
 
-    /// Adds the native host type and its builders when none are configured.
+    /// Adds this machine's built-in builders to the configured ones (unless
+    /// `replace_builtin_builders`; a configured builder of the same name
+    /// takes the built-in one's place), then the native host type when a
+    /// builder runs on it or no host type is configured at all, so every
+    /// builder has its host type. Doing it twice changes nothing.
     pub fn fill_defaults(&mut self) {
-        let goos = gomote_shared::platform::goos();
-        let goarch = gomote_shared::platform::goarch();
-        let host = format!("host-{goos}-{goarch}-local");
-        if self.host_types.is_empty() {
+        self.fill_defaults_with(|| detect_host_goroot(std::env::vars_os()));
+    }
+
+    /// [`Config::fill_defaults`] with the bootstrap toolchain found by
+    /// `bootstrap` (asked only when built-in builders are added).
+    fn fill_defaults_with(&mut self, bootstrap: impl FnOnce() -> Option<PathBuf>) {
+        let host = native_host_type();
+        if !self.replace_builtin_builders {
+            let configured = std::mem::take(&mut self.builders);
+            let mut used = vec![false; configured.len()];
+            for b in builtin_builders(&host, bootstrap()) {
+                match configured.iter().position(|c| c.name == b.name) {
+                    Some(i) => {
+                        used[i] = true;
+                        self.builders.push(configured[i].clone());
+                    }
+                    None => self.builders.push(b),
+                }
+            }
+            // A second definition of a built-in name is kept, for
+            // validation to refuse.
+            self.builders.extend(
+                configured
+                    .into_iter()
+                    .zip(used)
+                    .filter(|(_, used)| !used)
+                    .map(|(b, _)| b),
+            );
+        }
+        let needed =
+            self.host_types.is_empty() || self.builders.iter().any(|b| b.host_type == host);
+        if needed && self.host_type(&host).is_none() {
             self.host_types.push(HostType {
-                name: host.clone(),
+                name: host,
                 pool: default_pool(),
                 capacity: default_capacity(),
             });
-        }
-        if self.builders.is_empty() {
-            let bootstrap = detect_host_goroot();
-            let native = format!("{goos}-{goarch}");
-            let b = |name: String, env: &[&str]| Builder {
-                name,
-                host_type: host.clone(),
-                env: env.iter().map(|s| s.to_string()).collect(),
-                bootstrap: bootstrap.clone(),
-            };
-            self.builders.push(b(native.clone(), &[]));
-            // Variants that differ only in environment, as the Go builders do.
-            self.builders.push(b(
-                format!("{native}-race"),
-                &["GOFLAGS=-race", "CGO_ENABLED=1", "GO_TEST_TIMEOUT_SCALE=2"],
-            ));
-            self.builders
-                .push(b(format!("{native}-noopt"), &["GO_GCFLAGS=-N -l"]));
-            self.builders.push(b(
-                format!("{native}-longtest"),
-                &["GO_TEST_SHORT=0", "GO_TEST_TIMEOUT_SCALE=5"],
-            ));
-            if goarch == "amd64" {
-                self.builders
-                    .push(b(format!("{goos}-386"), &["GOARCH=386", "GOHOSTARCH=386"]));
-            }
         }
     }
 
     /// Checks builders name existing host types and names are unique.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.builders.is_empty() {
+            return Err(ConfigError::Invalid(
+                "no builders: replace_builtin_builders = true needs [[builders]]".into(),
+            ));
+        }
         for b in &self.builders {
             if !self.host_types.iter().any(|h| h.name == b.host_type) {
                 return Err(ConfigError::Invalid(format!(
@@ -263,10 +279,55 @@ impl Config {
     }
 }
 
-/// `go env GOROOT` of a Go installed on this host, if any; a bounded wait,
-/// since a broken toolchain must not hang start-up.
-fn detect_host_goroot() -> Option<PathBuf> {
-    let p = gomote_shared::goenv::goroot_blocking(gomote_shared::goenv::TIMEOUT).ok()?;
+/// This machine's host type, e.g. `host-linux-amd64-local`.
+fn native_host_type() -> String {
+    format!(
+        "host-{}-{}-local",
+        gomote_shared::platform::goos(),
+        gomote_shared::platform::goarch()
+    )
+}
+
+/// This machine's builders on `host`: the native one, variants that differ
+/// only in environment (as the Go builders do), and 386 on amd64.
+fn builtin_builders(host: &str, bootstrap: Option<PathBuf>) -> Vec<Builder> {
+    let goos = gomote_shared::platform::goos();
+    let goarch = gomote_shared::platform::goarch();
+    let native = format!("{goos}-{goarch}");
+    let b = |name: String, env: &[&str]| Builder {
+        name,
+        host_type: host.to_string(),
+        env: env.iter().map(|s| s.to_string()).collect(),
+        bootstrap: bootstrap.clone(),
+    };
+    let mut v = vec![
+        b(native.clone(), &[]),
+        b(
+            format!("{native}-race"),
+            &["GOFLAGS=-race", "CGO_ENABLED=1", "GO_TEST_TIMEOUT_SCALE=2"],
+        ),
+        b(format!("{native}-noopt"), &["GO_GCFLAGS=-N -l"]),
+        b(
+            format!("{native}-longtest"),
+            &["GO_TEST_SHORT=0", "GO_TEST_TIMEOUT_SCALE=5"],
+        ),
+    ];
+    if goarch == "amd64" {
+        v.push(b(format!("{goos}-386"), &["GOARCH=386", "GOHOSTARCH=386"]));
+    }
+    v
+}
+
+/// The GOROOT of a Go installed on this host, if any, for the built-in
+/// builders' bootstrap toolchain. The installed one, not the one `env`
+/// selects: a developer's `GOROOT` usually names their own tree, which has
+/// no `bin/go` until built. A bounded wait, since a broken toolchain must
+/// not hang start-up.
+fn detect_host_goroot(
+    env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Option<PathBuf> {
+    let p =
+        gomote_shared::goenv::installed_goroot_blocking(env, gomote_shared::goenv::TIMEOUT).ok()?;
     p.join("bin/go").exists().then_some(p)
 }
 
@@ -309,7 +370,7 @@ env = ["A=1"]
         .unwrap();
         let c = Config::load(&p).unwrap();
         assert_eq!(c.idle_timeout_secs, 5);
-        assert_eq!(c.builders.len(), 1);
+        assert_eq!(c.builder("b1").unwrap().env, ["A=1"]);
         std::fs::write(
             &p,
             "[[builders]]\nname = \"b\"\nhost_type = \"nope\"\n[[host_types]]\nname=\"h\"\n",
@@ -318,5 +379,109 @@ env = ["A=1"]
         assert!(matches!(Config::load(&p), Err(ConfigError::Invalid(_))));
         std::fs::write(&p, "bogus_key = 1\n").unwrap();
         assert!(matches!(Config::load(&p), Err(ConfigError::Parse { .. })));
+    }
+
+    fn named(names: &[&str], host: &str) -> Vec<Builder> {
+        names
+            .iter()
+            .map(|n| Builder {
+                name: n.to_string(),
+                host_type: host.into(),
+                env: vec![format!("MINE={n}")],
+                bootstrap: None,
+            })
+            .collect()
+    }
+
+    fn names(c: &Config) -> Vec<&str> {
+        c.builders.iter().map(|b| b.name.as_str()).collect()
+    }
+
+    #[test]
+    fn configured_builders_add_to_the_builtin_ones_by_default() {
+        let host = native_host_type();
+        let builtin = Config::builtin();
+        let native = builtin.builders[0].name.clone();
+        let mut c = Config {
+            host_types: vec![HostType {
+                name: "h".into(),
+                pool: default_pool(),
+                capacity: 2,
+            }],
+            builders: named(&["mine"], "h"),
+            ..Config::default()
+        };
+        // A configured builder named like a built-in one takes its place.
+        c.builders.extend(named(&[&native], "h"));
+        c.fill_defaults_with(|| Some("/boot".into()));
+        c.validate().unwrap();
+        let mut want = names(&builtin);
+        want.push("mine");
+        assert_eq!(names(&c), want);
+        assert_eq!(c.builder(&native).unwrap().host_type, "h");
+        assert_eq!(c.builder(&native).unwrap().env, [format!("MINE={native}")]);
+        assert_eq!(c.builders[1].bootstrap.as_deref(), Some(Path::new("/boot")));
+        // The built-ins brought the host type they run on.
+        let hosts: Vec<_> = c.host_types.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(hosts, ["h", host.as_str()]);
+        // Filling again changes nothing.
+        let before = toml::to_string(&c).unwrap();
+        c.fill_defaults_with(|| Some("/boot".into()));
+        assert_eq!(toml::to_string(&c).unwrap(), before);
+        // Two definitions of one name are still refused.
+        c.builders.extend(named(&[&native], "h"));
+        c.fill_defaults_with(|| None);
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("twice")));
+    }
+
+    #[test]
+    fn replace_builtin_builders_offers_only_the_configured_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "replace_builtin_builders = true\n[[host_types]]\nname = \"h\"\n\
+             [[builders]]\nname = \"b1\"\nhost_type = \"h\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(names(&c), ["b1"]);
+        let hosts: Vec<_> = c.host_types.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(hosts, ["h"], "no builder runs on the native host type");
+
+        // Builders on the native host type bring it along.
+        let host = native_host_type();
+        std::fs::write(
+            &p,
+            format!(
+                "replace_builtin_builders = true\n[[builders]]\nname = \"b1\"\nhost_type = {host:?}\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(names(&c), ["b1"]);
+        assert_eq!(c.host_types.len(), 1);
+        assert_eq!(c.host_types[0].name, host);
+
+        // Replacing the built-ins by nothing leaves nothing to create.
+        std::fs::write(&p, "replace_builtin_builders = true\n").unwrap();
+        assert!(
+            matches!(Config::load(&p), Err(ConfigError::Invalid(m)) if m.contains("no builders"))
+        );
+    }
+
+    #[test]
+    fn the_bootstrap_is_the_installed_go_whatever_goroot_says() {
+        let Some(installed) = detect_host_goroot(std::env::vars_os()) else {
+            eprintln!("skipping: no Go installed");
+            return;
+        };
+        // A developer's GOROOT: their own tree, with no bin/go yet.
+        let dev = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dev.path().join("src")).unwrap();
+        let mut env: Vec<_> = std::env::vars_os().filter(|(k, _)| k != "GOROOT").collect();
+        env.push(("GOROOT".into(), dev.path().into()));
+        env.push(("GOFLAGS".into(), "-mod=vendor".into()));
+        assert_eq!(detect_host_goroot(env), Some(installed));
     }
 }
