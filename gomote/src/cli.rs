@@ -131,7 +131,11 @@ pub struct DaemonArgs {
 pub enum DaemonCmd {
     /// Print the running daemon's version, pid, uptime, socket, sessions,
     /// kept-alive instances and watches.
-    Status,
+    Status {
+        /// Print JSON (`null` when no daemon runs).
+        #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, value_name = "BOOL", hide_default_value = true)]
+        json: bool,
+    },
     /// Start the daemon unless one is running.
     Start,
     /// Ask the daemon to shut down and wait until it is gone (running

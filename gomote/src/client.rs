@@ -76,21 +76,18 @@ pub async fn send<O: Write, E: Write>(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut restarted = false;
-    let outcome = loop {
+    loop {
         // Started if needed, and restarted first if older than us.
         let mut sender = lifecycle::ready(socket).await?;
         let request = post("/v0/command", Full::new(body.clone()))?;
-        let outcome = tokio::select! {
-            res = exchange(&mut sender, request, r) => Some(res),
-            _ = &mut ctrl_c => None,
-        };
+        let outcome = exchange(&mut sender, request, r, socket, ctrl_c.as_mut()).await;
         match outcome {
             // It refused the command unrun (a protocol it does not speak),
             // so sending it again to a new daemon is safe; once only.
-            Some(Ok(Reply::Rejected {
+            Ok(Reply::Rejected {
                 daemon_version,
                 msg,
-            })) if !restarted
+            }) if !restarted
                 && autostart::autostart_allowed()
                 && lifecycle::is_older(&daemon_version, api::VERSION) =>
             {
@@ -98,33 +95,43 @@ pub async fn send<O: Write, E: Write>(
                 lifecycle::restart(socket, false).await?;
                 restarted = true;
             }
-            Some(Ok(Reply::Rejected { msg, .. })) => {
+            Ok(Reply::Rejected { msg, .. }) => {
                 r.note(&msg);
-                break Some(Ok(api::exit::FAILURE));
+                return Ok(api::exit::FAILURE);
             }
-            Some(Ok(Reply::Exit(code))) => break Some(Ok(code)),
-            Some(Err(e)) => break Some(Err(e.into_anyhow())),
-            None => break None,
+            Ok(Reply::Exit(code)) => return Ok(code),
+            Err(e) => return Err(e.into_anyhow()),
         }
-    };
-    match outcome {
-        Some(res) => res,
-        None => {
-            r.finish();
-            if let Some(id) = r.run_id.clone() {
-                let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, cancel(socket, &id)).await;
-                match cancelled {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => r.note(&format!(
-                        "could not cancel run {id}: {}",
-                        report::one_line(&e)
-                    )),
-                    Err(_) => r.note(&format!(
-                        "could not cancel run {id}: gomoted did not answer"
-                    )),
-                }
-            }
-            Ok(api::exit::INTERRUPTED)
+    }
+}
+
+/// How long, after Ctrl-C cancelled a run, the CLI waits for the daemon's
+/// last words (where the partial output is) before exiting anyway.
+const DRAIN_AFTER_CANCEL: Duration = Duration::from_secs(5);
+
+/// Ctrl-C: a started run is cancelled through the daemon, which then ends
+/// the reply saying what was interrupted; the CLI keeps printing until
+/// then. With nothing started, the CLI just stops.
+async fn interrupted<O: Write, E: Write>(
+    socket: &Path,
+    r: &mut Renderer<O, E>,
+) -> Option<tokio::time::Instant> {
+    r.finish();
+    let id = r.run_id.clone()?;
+    match tokio::time::timeout(CANCEL_TIMEOUT, cancel(socket, &id)).await {
+        Ok(Ok(())) => Some(tokio::time::Instant::now() + DRAIN_AFTER_CANCEL),
+        Ok(Err(e)) => {
+            r.note(&format!(
+                "could not cancel run {id}: {}",
+                report::one_line(&e)
+            ));
+            None
+        }
+        Err(_) => {
+            r.note(&format!(
+                "could not cancel run {id}: gomoted did not answer"
+            ));
+            None
         }
     }
 }
@@ -146,11 +153,17 @@ async fn exchange<O: Write, E: Write>(
     sender: &mut Sender<Full<Bytes>>,
     request: Request<Full<Bytes>>,
     r: &mut Renderer<O, E>,
+    socket: &Path,
+    mut ctrl_c: std::pin::Pin<&mut impl std::future::Future<Output = io::Result<()>>>,
 ) -> Result<Reply, ExchangeError> {
-    let resp = sender
-        .send_request(request)
-        .await
-        .map_err(|e| DaemonUnavailable(format!("sending the command to gomoted: {e}")))?;
+    let resp = tokio::select! {
+        resp = sender.send_request(request) => resp
+            .map_err(|e| DaemonUnavailable(format!("sending the command to gomoted: {e}")))?,
+        _ = &mut ctrl_c => {
+            r.finish();
+            return Ok(Reply::Exit(api::exit::INTERRUPTED));
+        }
+    };
     let daemon_version = resp
         .headers()
         .get(api::HEADER_DAEMON_VERSION)
@@ -178,8 +191,25 @@ async fn exchange<O: Write, E: Write>(
         return Ok(Reply::Exit(api::exit::FAILURE));
     }
     let mut lines = Lines::default();
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
-        let chunk = match body.frame().await {
+        let frame = match drain_until {
+            Some(deadline) => match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => return Ok(Reply::Exit(api::exit::INTERRUPTED)),
+            },
+            None => tokio::select! {
+                f = body.frame() => f,
+                _ = &mut ctrl_c => match interrupted(socket, r).await {
+                    Some(deadline) => {
+                        drain_until = Some(deadline);
+                        continue;
+                    }
+                    None => return Ok(Reply::Exit(api::exit::INTERRUPTED)),
+                },
+            },
+        };
+        let chunk = match frame {
             None => break,
             Some(Err(_)) => break,
             Some(Ok(frame)) => match frame.into_data() {

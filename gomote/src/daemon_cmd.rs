@@ -17,11 +17,20 @@ use crate::lifecycle;
 pub async fn run(cmd: DaemonCmd, socket: &Path) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     match cmd {
-        DaemonCmd::Status => match lifecycle::probe(socket).await? {
+        DaemonCmd::Status { json } => match lifecycle::probe(socket).await? {
             Some(p) => {
                 lifecycle::warn_if_newer(&p.version);
-                print_status(&mut out, &p.status)?;
+                if json {
+                    serde_json::to_writer_pretty(&mut out, &p.status)?;
+                    writeln!(out)?;
+                } else {
+                    print_status(&mut out, &p.status)?;
+                }
                 Ok(0)
+            }
+            None if json => {
+                writeln!(out, "null")?;
+                Ok(api::exit::DAEMON)
             }
             None => {
                 writeln!(out, "gomoted is not running (socket {})", socket.display())?;
@@ -46,7 +55,10 @@ pub async fn run(cmd: DaemonCmd, socket: &Path) -> anyhow::Result<i32> {
         }
         DaemonCmd::Stop => {
             match lifecycle::stop_running(socket).await? {
-                Some(pid) => writeln!(out, "stopped gomoted (pid {pid})")?,
+                Some(st) => {
+                    writeln!(out, "stopped gomoted (pid {})", st.pid)?;
+                    explain_stop(&st);
+                }
                 None => writeln!(out, "gomoted is not running")?,
             }
             Ok(0)
@@ -72,6 +84,27 @@ async fn report_started(out: &mut impl Write, socket: &Path, what: &str) -> anyh
         p.status.pid, p.version
     )?;
     Ok(0)
+}
+
+/// What stopping the daemon means for instances, on stderr as progress.
+fn explain_stop(st: &api::Status) {
+    let kept = if st.kept_alive.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} were kept alive: {})",
+            st.kept_alive.len(),
+            st.kept_alive.join(", ")
+        )
+    };
+    eprintln!(
+        "# Instances keep running{kept}, but nothing keeps them alive now: each expires after its coordinator's idle timeout unless gomoted runs again."
+    );
+    if st.sessions.iter().any(|s| s.starts_with("embedded")) {
+        eprintln!(
+            "# The embedded coordinator stopped with gomoted; its instances are picked up again when gomoted next starts (any gomote command starts it)."
+        );
+    }
 }
 
 fn print_status(out: &mut impl Write, s: &api::Status) -> anyhow::Result<()> {

@@ -184,13 +184,13 @@ pub async fn restart(socket: &Path, only_if_older: bool) -> Result<(), DaemonUna
 }
 
 /// `gomote daemon stop`: the pid it stopped, or `None` if none ran.
-pub async fn stop_running(socket: &Path) -> Result<Option<u32>, DaemonUnavailable> {
+pub async fn stop_running(socket: &Path) -> Result<Option<api::Status>, DaemonUnavailable> {
     let _lock = StartLock::acquire().await?;
     match probe(socket).await? {
         Some(p) => {
-            let pid = p.status.pid;
+            let status = p.status.clone();
             stop_locked(socket, p).await?;
-            Ok(Some(pid))
+            Ok(Some(status))
         }
         None => Ok(None),
     }

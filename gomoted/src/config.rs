@@ -17,13 +17,18 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// Its TOML.
-    #[error("{path}: {source}")]
+    /// Its TOML, on one line (the CLI that started the daemon prints the
+    /// log's last line): where, and what is wrong.
+    #[error("{path}:{line}:{column}: {message}")]
     Parse {
         /// The file.
         path: String,
-        /// What is wrong, with the line.
-        source: Box<toml::de::Error>,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
     },
     /// The embedded coordinator's part.
     #[error(transparent)]
@@ -55,10 +60,7 @@ impl Config {
         let p = dir.join("config.toml");
         match std::fs::read_to_string(&p) {
             Ok(t) => {
-                let mut c: Config = toml::from_str(&t).map_err(|e| ConfigError::Parse {
-                    path: p.display().to_string(),
-                    source: Box::new(e),
-                })?;
+                let mut c: Config = toml::from_str(&t).map_err(|e| parse_error(&p, &t, &e))?;
                 if let Some(cc) = &mut c.coordinator {
                     cc.fill_defaults();
                     cc.validate()?;
@@ -71,5 +73,39 @@ impl Config {
                 source: e,
             }),
         }
+    }
+}
+
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map_or(0, |r| r.start).min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    ConfigError::Parse {
+        path: path.display().to_string(),
+        line,
+        column,
+        message: e.message().trim().replace('\n', "; "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_toml_mistake_is_one_line_with_its_place() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("config.toml"),
+            "server = \"x\"\nkeepalive_idle_secs = \"soon\"\n",
+        )
+        .unwrap();
+        let e = Config::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("config.toml:2:23: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        std::fs::write(d.path().join("config.toml"), "sever = \"x\"\n").unwrap();
+        let e = Config::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("config.toml:1:1: unknown field `sever`"), "{e}");
     }
 }

@@ -52,6 +52,7 @@ impl Daemon {
         let keepalive = KeepAlive::new(
             Duration::from_secs(config.keepalive_idle_secs.unwrap_or(2 * 3600)),
             Duration::from_secs(config.keepalive_interval_secs.unwrap_or(300).max(1)),
+            state.tree("keepalive").ok(),
         );
         let local = match state.tree("local_manifest") {
             Ok(t) => LocalManifest::load(t),
@@ -116,11 +117,21 @@ impl Daemon {
     }
 
     /// Pings what the keeper wants kept, every interval, until shutdown.
+    /// A restarted daemon first reopens the sessions whose instances it was
+    /// keeping alive, so they go on being kept.
     async fn keep_alive_loop(self: Arc<Self>) {
+        for server in self.keepalive.servers() {
+            if let Err(e) = self.sessions.by_name(&server).await {
+                tracing::warn!(%server, error = %e, "keep-alive: reopening a session");
+            }
+        }
+        let mut first = true;
         loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.keepalive.interval) => {}
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(self.keepalive.interval) => {}
+                }
             }
             let mut live_on: HashMap<String, Arc<Session>> = HashMap::new();
             for s in self.sessions.open().await {

@@ -22,8 +22,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Started by the CLI its stderr is a log file: no colour codes there.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GOMOTED_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -123,6 +123,14 @@ impl Inst {
         }
     }
 
+    /// The coordinator session it lives in (`None` for a direct buildlet).
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            Inst::Remote { sess, .. } => Some(&sess.name),
+            Inst::Direct { .. } => None,
+        }
+    }
+
     /// A key unique across sessions, for per-instance daemon state.
     pub fn key(&self) -> String {
         match self {

@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use gomote_shared::api::CreateCmd;
+use std::sync::Arc;
+
+use gomote_shared::api::{CreateCmd, Event, exit};
 use gomote_shared::proto::create_instance_response::Status as CreateStatus;
 use gomote_shared::proto::{
     CreateInstanceRequest, DestroyInstanceRequest, ListSwarmingBuildersRequest,
@@ -16,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::ctx::{CmdResult, Ctx, Failure, usage};
 use super::resolve;
 use crate::rpc::rpc_text;
+use crate::session::Session;
 use crate::state::StateError;
 use crate::target::Inst;
 
@@ -92,119 +95,75 @@ pub async fn create(ctx: &Ctx, c: &CreateCmd) -> CmdResult {
             offered.join(", ")
         )));
     }
-    // The target group, decided before anything is created.
-    let mut group = resolve::active(ctx).await?.map(|g| g.name);
-    let state = &ctx.daemon.state;
-    if let Some(ng) = new_group {
-        let _l = ctx.daemon.groups.lock().await;
-        if state.group(ng).is_some() {
-            return Err(Failure::new(format!("group {ng:?} already exists")));
-        }
-        state.put_group(ng, &[])?;
-        group = Some(ng.clone());
-    } else if group.is_none()
-        && ctx.req.group.flag.is_none()
-        && let Some(env) = ctx.req.group.env.clone()
-    {
-        let _l = ctx.daemon.groups.lock().await;
-        if state.group(&env).is_none() {
-            state.put_group(&env, &[])?;
-            ctx.out
-                .log(format!("Created group {env:?} from GOMOTE_GROUP"))
-                .await;
-        }
-        group = Some(env);
-    }
+    let group = target_group(ctx, new_group.as_deref()).await?;
     let sess = ctx.session().await?;
-    let cancel = CancellationToken::new();
-    let mut workers = futures_util::stream::FuturesUnordered::new();
-    for i in 1..=count {
-        let sess = sess.clone();
-        let cancel = cancel.clone();
-        let builder = builder.clone();
-        let out = ctx.out.clone();
-        workers.push(async move {
-            let start = Instant::now();
-            let mut s = sess
-                .grpc
-                .clone()
-                .create_instance(CreateInstanceRequest {
-                    builder_type: builder.clone(),
-                    experiment_option: vec![],
-                })
-                .await
-                .map_err(|s| format!("failed to create buildlet: {}", rpc_text(&s)))?
-                .into_inner();
-            let mut name = None;
-            loop {
-                let m = tokio::select! {
-                    m = s.next() => m,
-                    () = cancel.cancelled() => return Err("cancelled because another creation failed".to_string()),
-                };
-                let Some(m) = m else { break };
-                let m = m.map_err(|s| format!("failed to create buildlet ({i}): {}", rpc_text(&s)))?;
-                if m.status == CreateStatus::Complete as i32 {
-                    name = m.instance.map(|i| i.gomote_id);
-                } else if status {
-                    out.log(format!(
-                        "still creating {builder} ({i}) after {}; {} requests ahead of you",
-                        go_secs(start.elapsed()),
-                        m.waiters_ahead
+    // Ctrl-C in the CLI cancels this like a run: queued requests are
+    // withdrawn and nothing appears afterwards.
+    let run_id = format!("create-{:08x}", rand::random::<u32>());
+    let interrupt = ctx.daemon.runs.add(&run_id);
+    ctx.out.send(Event::RunStarted { id: run_id.clone() }).await;
+    let outcome = make(
+        ctx,
+        &sess,
+        builder,
+        count,
+        status,
+        group.as_deref(),
+        &interrupt,
+    )
+    .await;
+    ctx.daemon.runs.remove(&run_id);
+    let Outcome {
+        made,
+        failure,
+        withdrawn,
+    } = outcome?;
+    let interrupted = interrupt.is_cancelled();
+    if failure.is_some() || interrupted {
+        let why = if interrupted {
+            "create was interrupted"
+        } else {
+            "another creation failed"
+        };
+        match &group {
+            // Nothing would remember these: destroy rather than orphan them.
+            None => {
+                for m in &made {
+                    ctx.out.log(format!("Destroying {m}: {why}")).await;
+                    if let Err(e) = sess
+                        .grpc
+                        .clone()
+                        .destroy_instance(DestroyInstanceRequest {
+                            gomote_id: m.clone(),
+                        })
+                        .await
+                    {
+                        ctx.out
+                            .log(format!("unable to destroy {m}: {}", rpc_text(&e)))
+                            .await;
+                    }
+                }
+            }
+            Some(g) if !made.is_empty() => {
+                ctx.out
+                    .log(format!(
+                        "Kept {} created instance(s) in group {g:?}",
+                        made.len()
                     ))
                     .await;
-                }
             }
-            name.ok_or_else(|| format!("creation ({i}) ended without an instance"))
-        });
-    }
-    let mut made: Vec<String> = Vec::new();
-    let mut first_err: Option<String> = None;
-    while let Some(r) = workers.next().await {
-        match r {
-            Ok(name) => {
-                ctx.out.stdout(format!("{name}\n")).await;
-                // Recorded at once, so a later failure never orphans it.
-                if let Some(g) = &group {
-                    let _l = ctx.daemon.groups.lock().await;
-                    prune_from_groups(ctx, &name, g)?;
-                    let mut m = state.group(g).unwrap_or_default();
-                    m.push(name.clone());
-                    state.put_group(g, &m)?;
-                }
-                made.push(name);
-            }
-            Err(e) => {
-                if first_err.is_none() {
-                    first_err = Some(e);
-                    cancel.cancel();
-                }
-            }
+            Some(_) => {}
         }
-    }
-    if let Some(e) = first_err {
-        if group.is_none() {
-            // Nothing would remember these: destroy rather than orphan them.
-            for m in &made {
-                ctx.out
-                    .log(format!("Destroying {m}: another creation failed"))
-                    .await;
-                let _ = sess
-                    .grpc
-                    .clone()
-                    .destroy_instance(DestroyInstanceRequest {
-                        gomote_id: m.clone(),
-                    })
-                    .await;
-            }
-        } else if !made.is_empty() {
+        if interrupted {
             ctx.out
                 .log(format!(
-                    "Kept {} created instance(s) in group {:?}",
-                    made.len(),
-                    group.clone().unwrap_or_default()
+                    "Interrupted: withdrew {withdrawn} request(s) still waiting for {builder}"
                 ))
                 .await;
+            return Ok(exit::INTERRUPTED);
         }
+    }
+    if let Some(e) = failure {
         return Err(Failure::new(e));
     }
     if *setup {
@@ -218,6 +177,157 @@ pub async fn create(ctx: &Ctx, c: &CreateCmd) -> CmdResult {
         return super::run::setup(ctx, &insts).await;
     }
     Ok(0)
+}
+
+/// The group new instances join, decided before anything is created: the
+/// active one, `-new-group` (made now), or `$GOMOTE_GROUP` (made if needed).
+async fn target_group(ctx: &Ctx, new_group: Option<&str>) -> Result<Option<String>, Failure> {
+    let mut group = resolve::active(ctx).await?.map(|g| g.name);
+    let state = &ctx.daemon.state;
+    if let Some(ng) = new_group {
+        let _l = ctx.daemon.groups.lock().await;
+        if state.group(ng).is_some() {
+            return Err(Failure::new(format!("group {ng:?} already exists")));
+        }
+        state.put_group(ng, &[])?;
+        group = Some(ng.to_string());
+    } else if group.is_none()
+        && ctx.req.group.flag.is_none()
+        && let Some(env) = ctx.req.group.env.clone()
+    {
+        let _l = ctx.daemon.groups.lock().await;
+        if state.group(&env).is_none() {
+            state.put_group(&env, &[])?;
+            ctx.out
+                .log(format!("Created group {env:?} from GOMOTE_GROUP"))
+                .await;
+        }
+        group = Some(env);
+    }
+    Ok(group)
+}
+
+/// How one creation ended.
+enum WorkerEnd {
+    Made(String),
+    /// Given up while still waiting or starting (the stream was dropped,
+    /// which withdraws the request).
+    Withdrawn,
+    Failed(String),
+}
+
+/// What a `create -count=N` produced.
+struct Outcome {
+    made: Vec<String>,
+    failure: Option<String>,
+    withdrawn: usize,
+}
+
+/// Runs `count` creations at once, printing each name as it completes and
+/// recording it in `group` at once (so a later failure never orphans it).
+/// The first failure, or `interrupt`, stops the others.
+async fn make(
+    ctx: &Ctx,
+    sess: &Arc<Session>,
+    builder: &str,
+    count: u32,
+    status: bool,
+    group: Option<&str>,
+    interrupt: &CancellationToken,
+) -> Result<Outcome, Failure> {
+    let stop = interrupt.child_token();
+    let mut workers: futures_util::stream::FuturesUnordered<_> = (1..=count)
+        .map(|i| create_one(ctx, sess, builder, i, status, &stop))
+        .collect();
+    let mut out = Outcome {
+        made: Vec::new(),
+        failure: None,
+        withdrawn: 0,
+    };
+    while let Some(end) = workers.next().await {
+        match end {
+            WorkerEnd::Made(name) => {
+                ctx.out.stdout(format!("{name}\n")).await;
+                if let Some(g) = group {
+                    add_to_group(ctx, &name, g).await?;
+                }
+                out.made.push(name);
+            }
+            WorkerEnd::Withdrawn => out.withdrawn += 1,
+            WorkerEnd::Failed(e) => {
+                if out.failure.is_none() {
+                    out.failure = Some(e);
+                    stop.cancel();
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One CreateInstance stream, until its instance is ready or `stop`.
+async fn create_one(
+    ctx: &Ctx,
+    sess: &Session,
+    builder: &str,
+    i: u32,
+    status: bool,
+    stop: &CancellationToken,
+) -> WorkerEnd {
+    let start = Instant::now();
+    let mut grpc = sess.grpc.clone();
+    let call = grpc.create_instance(CreateInstanceRequest {
+        builder_type: builder.to_string(),
+        experiment_option: vec![],
+    });
+    let mut s = tokio::select! {
+        r = call => match r {
+            Ok(r) => r.into_inner(),
+            Err(e) => return WorkerEnd::Failed(format!("failed to create buildlet: {}", rpc_text(&e))),
+        },
+        () = stop.cancelled() => return WorkerEnd::Withdrawn,
+    };
+    let mut name = None;
+    loop {
+        let m = tokio::select! {
+            m = s.next() => m,
+            () = stop.cancelled() => return WorkerEnd::Withdrawn,
+        };
+        let Some(m) = m else { break };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                return WorkerEnd::Failed(format!(
+                    "failed to create buildlet ({i}): {}",
+                    rpc_text(&e)
+                ));
+            }
+        };
+        if m.status == CreateStatus::Complete as i32 {
+            name = m.instance.map(|i| i.gomote_id);
+        } else if status {
+            ctx.out
+                .log(format!(
+                    "still creating {builder} ({i}) after {}; {} requests ahead of you",
+                    go_secs(start.elapsed()),
+                    m.waiters_ahead
+                ))
+                .await;
+        }
+    }
+    match name {
+        Some(n) => WorkerEnd::Made(n),
+        None => WorkerEnd::Failed(format!("creation ({i}) ended without an instance")),
+    }
+}
+
+async fn add_to_group(ctx: &Ctx, name: &str, g: &str) -> Result<(), StateError> {
+    let state = &ctx.daemon.state;
+    let _l = ctx.daemon.groups.lock().await;
+    prune_from_groups(ctx, name, g)?;
+    let mut m = state.group(g).unwrap_or_default();
+    m.push(name.to_string());
+    state.put_group(g, &m)
 }
 
 /// Removes a (reused) instance name from every group but `keep`.

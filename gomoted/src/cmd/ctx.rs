@@ -3,6 +3,7 @@
 //! code). Domain errors become failures here, once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use gomote_shared::api::{CommandRequest, exit};
 use tokio::sync::OnceCell;
@@ -21,6 +22,7 @@ pub struct Ctx {
     /// The daemon's parts.
     pub daemon: Arc<Daemon>,
     sess: OnceCell<Arc<Session>>,
+    group_mentioned: AtomicBool,
 }
 
 impl Ctx {
@@ -31,7 +33,14 @@ impl Ctx {
             out,
             daemon,
             sess: OnceCell::new(),
+            group_mentioned: AtomicBool::new(false),
         }
+    }
+
+    /// True the first time it is asked: the group from `$GOMOTE_GROUP` is
+    /// announced once per command, however often it is resolved.
+    pub fn first_mention_of_group(&self) -> bool {
+        !self.group_mentioned.swap(true, Ordering::Relaxed)
     }
 
     /// The coordinator session for this request (opened on first use).

@@ -1,5 +1,5 @@
-//! `destroy` and `ping`: one instance when exactly one is named, otherwise
-//! every member of the active group, one after another.
+//! `destroy` and `ping`: the named instances, or with none named every
+//! member of the active group, one after another.
 
 use gomote_shared::api::{DestroyCmd, PingCmd};
 use gomote_shared::proto::DestroyInstanceRequest;
@@ -16,7 +16,7 @@ pub async fn destroy(ctx: &Ctx, c: &DestroyCmd) -> CmdResult {
         destroy_group,
     } = c;
     let d = &ctx.daemon;
-    if args.len() != 1 && resolve::active(ctx).await?.is_none() {
+    if args.is_empty() && resolve::active(ctx).await?.is_none() {
         let live = resolve::live(ctx).await.unwrap_or_default();
         let hint = if live.is_empty() {
             "you have no live instances".to_string()
@@ -30,7 +30,17 @@ pub async fn destroy(ctx: &Ctx, c: &DestroyCmd) -> CmdResult {
             "name an instance, or use a group (-group or GOMOTE_GROUP); {hint}"
         )));
     }
-    let (targets, group) = resolve::one_or_group(ctx, args).await?;
+    // Names mean exactly those instances (Go's client destroyed the whole
+    // group when given two names); none means the group.
+    let (targets, group) = if args.len() > 1 {
+        let mut v = Vec::with_capacity(args.len());
+        for a in args {
+            v.push(resolve::named(ctx, a).await?);
+        }
+        (v, None)
+    } else {
+        resolve::one_or_group(ctx, args).await?
+    };
     let mut destroyed = Vec::new();
     for t in &targets {
         ctx.out.log(format!("Destroying {}", t.name())).await;

@@ -118,7 +118,8 @@ pub async fn active(ctx: &Ctx) -> Result<Option<Group>, ResolveError> {
     let from_env = env.as_deref() == Some(name.as_str());
     match load(ctx, &name).await? {
         Some(g) => {
-            if from_env {
+            // Commands resolve the group more than once; say it once.
+            if from_env && ctx.first_mention_of_group() {
                 ctx.out
                     .log(format!("Using group {name:?} from GOMOTE_GROUP"))
                     .await;
@@ -136,13 +137,14 @@ pub async fn instance(ctx: &Ctx, arg: &str) -> Result<Option<Inst>, ResolveError
         return Ok(Some(d));
     }
     let sess = ctx.session().await?;
+    let server = sess.name.clone();
     let inst = Inst::Remote {
         sess,
         id: arg.to_string(),
     };
     match inst.ping().await {
         Ok(()) => {
-            ctx.daemon.keepalive.touch(arg);
+            ctx.daemon.keepalive.touch(&server, arg);
             Ok(Some(inst))
         }
         Err(e) if e.is_not_found() => Ok(None),
@@ -181,9 +183,10 @@ pub async fn members(ctx: &Ctx, g: &Group) -> Result<Vec<Inst>, ResolveError> {
         match parse_direct(m, ctx.req.buildlet_password.as_deref()) {
             Some(d) => v.push(d),
             None => {
-                ctx.daemon.keepalive.touch(m);
+                let sess = ctx.session().await?;
+                ctx.daemon.keepalive.touch(&sess.name, m);
                 v.push(Inst::Remote {
-                    sess: ctx.session().await?,
+                    sess,
                     id: m.clone(),
                 })
             }
@@ -197,9 +200,10 @@ pub async fn named(ctx: &Ctx, arg: &str) -> Result<Inst, ResolveError> {
     if let Some(d) = parse_direct(arg, ctx.req.buildlet_password.as_deref()) {
         return Ok(d);
     }
-    ctx.daemon.keepalive.touch(arg);
+    let sess = ctx.session().await?;
+    ctx.daemon.keepalive.touch(&sess.name, arg);
     Ok(Inst::Remote {
-        sess: ctx.session().await?,
+        sess,
         id: arg.to_string(),
     })
 }

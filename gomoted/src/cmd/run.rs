@@ -83,7 +83,10 @@ async fn run_once(ctx: &Ctx, j: &Job<'_>) -> (JobEnd, Vec<u8>) {
 async fn run_job(ctx: &Ctx, j: Job<'_>, collect_to: Option<&Path>) -> JobEnd {
     let name = j.inst.name().to_string();
     // A command running for hours keeps its instance alive throughout.
-    let _intent = ctx.daemon.keepalive.begin(&name);
+    let _intent = j
+        .inst
+        .server()
+        .map(|server| ctx.daemon.keepalive.begin(server, &name));
     ctx.out
         .log(format!(
             "Streaming results from {name:?} to {:?}...",
@@ -131,12 +134,18 @@ async fn run_job(ctx: &Ctx, j: Job<'_>, collect_to: Option<&Path>) -> JobEnd {
                 .await;
         }
     }
-    ctx.out
-        .log(format!(
+    let line = match end {
+        JobEnd::Cancelled => format!(
+            "Interrupted {:?} on {name:?}; its output so far is in {:?}.",
+            j.opts.cmd,
+            j.file.display().to_string()
+        ),
+        JobEnd::Done(_) => format!(
             "Wrote results from {name:?} to {:?}.",
             j.file.display().to_string()
-        ))
-        .await;
+        ),
+    };
+    ctx.out.log(line).await;
     end
 }
 

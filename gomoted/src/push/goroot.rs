@@ -21,21 +21,73 @@ pub enum GorootError {
         /// Why.
         detail: String,
     },
+    /// It is not a Go source tree.
+    #[error(
+        "GOROOT {path}{from} is not a Go source tree: it has no src/make.bash, src/make.bat or src/make.rc ({found}); point GOROOT at a Go checkout, e.g. `GOROOT=$HOME/go gomote push NAME`"
+    )]
+    NotGoroot {
+        /// The path.
+        path: String,
+        /// Where it came from, when not `$GOROOT`.
+        from: &'static str,
+        /// What is there instead.
+        found: String,
+    },
 }
 
 /// The GOROOT to push, canonical: `env` (the CLI's `$GOROOT`) if set, else
-/// `go env GOROOT`.
+/// `go env GOROOT`. A tree that cannot build Go (no `src/make.*`) is
+/// refused: pushing it would "succeed" with nothing useful on the instance.
 pub async fn resolve(env: Option<&Path>) -> Result<PathBuf, GorootError> {
-    let root = match env.filter(|g| !g.as_os_str().is_empty()) {
-        Some(g) => g.to_path_buf(),
-        None => goenv::goroot(goenv::TIMEOUT).await?,
+    let (root, from) = match env.filter(|g| !g.as_os_str().is_empty()) {
+        Some(g) => (g.to_path_buf(), ""),
+        None => (
+            goenv::goroot(goenv::TIMEOUT).await?,
+            " (from `go env GOROOT`; $GOROOT is not set)",
+        ),
     };
-    tokio::fs::canonicalize(&root)
+    let root = tokio::fs::canonicalize(&root)
         .await
         .map_err(|e| GorootError::Missing {
             path: root.display().to_string(),
             detail: e.to_string(),
-        })
+        })?;
+    let r = root.clone();
+    let found = tokio::task::spawn_blocking(move || source_tree_or_contents(&r))
+        .await
+        .unwrap_or_else(|e| Some(e.to_string()));
+    match found {
+        None => Ok(root),
+        Some(found) => Err(GorootError::NotGoroot {
+            path: root.display().to_string(),
+            from,
+            found,
+        }),
+    }
+}
+
+/// `None` when `root` holds a Go source tree, else a short description of
+/// what it holds.
+fn source_tree_or_contents(root: &Path) -> Option<String> {
+    if ["make.bash", "make.bat", "make.rc"]
+        .iter()
+        .any(|m| root.join("src").join(m).is_file())
+    {
+        return None;
+    }
+    let mut names: Vec<String> = match std::fs::read_dir(root) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) => return Some(e.to_string()),
+    };
+    names.sort();
+    Some(match names.len() {
+        0 => "it is empty".to_string(),
+        n if n <= 6 => format!("found: {}", names.join(", ")),
+        n => format!("found {n} entries: {}, ...", names[..5].join(", ")),
+    })
 }
 
 /// The VERSION a tree without one gets: `go1.N-devel_gomote`, N from
@@ -73,11 +125,27 @@ mod tests {
     #[tokio::test]
     async fn env_goroot_is_made_canonical_and_missing_is_named() {
         let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("src")).unwrap();
+        std::fs::write(d.path().join("src/make.bash"), "#!/bin/sh\n").unwrap();
         let link = d.path().join("link");
         std::os::unix::fs::symlink(d.path(), &link).unwrap();
         let got = resolve(Some(&link)).await.unwrap();
         assert_eq!(got, d.path().canonicalize().unwrap());
         let e = resolve(Some(&d.path().join("nope"))).await.unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_tree_without_make_bash_is_refused_saying_what_is_there() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("main.go"), "package main\n").unwrap();
+        std::fs::write(d.path().join("go.mod"), "module x\n").unwrap();
+        let e = resolve(Some(d.path())).await.unwrap_err().to_string();
+        assert!(e.contains("is not a Go source tree"), "{e}");
+        assert!(e.contains("found: go.mod, main.go"), "{e}");
+        assert!(e.contains("point GOROOT at a Go checkout"), "{e}");
+        std::fs::create_dir(d.path().join("src")).unwrap();
+        std::fs::write(d.path().join("src/make.rc"), "#!/bin/rc\n").unwrap();
+        assert!(resolve(Some(d.path())).await.is_ok(), "make.rc is enough");
     }
 }
