@@ -1,5 +1,6 @@
 //! The state every handler shares: the work directory, the password, the
-//! halt signal, the outbound HTTP client and the digest cache.
+//! halt signal, the outbound HTTP client, the digest cache and the time of
+//! the last request.
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ pub struct App {
     pub allow_firewall: bool,
     /// File digests remembered between `/ls` requests.
     pub digests: Arc<gomote_shared::digest::DigestCache>,
+    /// When the last request arrived (for `--halt-after-idle`).
+    pub activity: crate::idle::Activity,
 }
 
 /// The state type handlers receive.

@@ -97,16 +97,19 @@ pub fn resolve(app: &App, form: &Form) -> Result<Spec, Refusal> {
     let wd = app.wd.path();
     let sys = form.value("mode") == "sys";
     let cmd = form.value("cmd");
-    let path = resolve_cmd(wd, &cmd, sys)?;
-    let dir = resolve_dir(wd, &form.value("dir"), &path, sys)?;
-    let env = assemble_env(
+    let mut env = assemble_env(
         app.wd.base_env(),
         app.wd.goroot_bootstrap(),
         &form.post_values("env"),
         wd,
         &form.post_values("path"),
-        &dir,
     );
+    // A bare name is searched on the PATH the command itself gets, so
+    // `-path '$PATH,$WORKDIR/go/bin' go` finds the pushed go, as a shell
+    // would, rather than whatever go the buildlet's own PATH holds.
+    let path = resolve_cmd(wd, &cmd, sys, last_value(&env, b"PATH"))?;
+    let dir = resolve_dir(wd, &form.value("dir"), &path, sys)?;
+    env.push(kv("PWD", &dir));
     Ok(Spec {
         path,
         args: form.post_values("cmdArg"),
@@ -120,10 +123,10 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Go's `exec.LookPath` over the buildlet's own PATH.
-fn look_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+/// Go's `exec.LookPath` over `path` (a PATH value). Entries that are not
+/// executable files, dangling links among them, are skipped.
+fn look_path(name: &str, path: &OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|d| {
             if d.as_os_str().is_empty() {
                 PathBuf::from(".")
@@ -135,7 +138,14 @@ fn look_path(name: &str) -> Option<PathBuf> {
         .find(|c| is_executable(c))
 }
 
-fn resolve_cmd(wd: &Path, cmd: &str, sys: bool) -> Result<PathBuf, Refusal> {
+/// The program `cmd` names; a bare name is searched for on `search` (the
+/// command's PATH; none means no search).
+fn resolve_cmd(
+    wd: &Path,
+    cmd: &str,
+    sys: bool,
+    search: Option<&OsStr>,
+) -> Result<PathBuf, Refusal> {
     if cmd.is_empty() {
         return Err(refuse(StatusCode::BAD_REQUEST, "requires 'cmd' parameter"));
     }
@@ -158,7 +168,7 @@ fn resolve_cmd(wd: &Path, cmd: &str, sys: bool) -> Result<PathBuf, Refusal> {
             return Ok(local);
         }
     }
-    look_path(cmd).ok_or_else(|| {
+    search.and_then(|p| look_path(cmd, p)).ok_or_else(|| {
         refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("command {cmd:?} not found"),
@@ -197,16 +207,24 @@ fn split_kv(e: &OsStr) -> (&[u8], &[u8]) {
     }
 }
 
+/// The value of the last `key=` entry of `env`, the one a process sees.
+fn last_value<'a>(env: &'a [OsString], key: &[u8]) -> Option<&'a OsStr> {
+    env.iter()
+        .rev()
+        .map(|e| split_kv(e))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| OsStr::from_bytes(v))
+}
+
 /// The environment in Go's order: the buildlet's own, `GOROOT_BOOTSTRAP`,
 /// the client's `env`, the scratch directories (overriding the client),
-/// the recomputed `PATH`, and `PWD`.
+/// and the recomputed `PATH`; `PWD` follows once the directory is known.
 pub fn assemble_env(
     base: &[(OsString, OsString)],
     bootstrap: OsString,
     client_env: &[String],
     wd: &Path,
     path: &[String],
-    dir: &Path,
 ) -> Vec<OsString> {
     let mut env: Vec<OsString> = base
         .iter()
@@ -223,7 +241,6 @@ pub fn assemble_env(
     env.push(kv("GOCACHE", wd.join("gocache")));
     env.push(kv("GOPLSCACHE", wd.join("goplscache")));
     set_path_env(&mut env, path, wd);
-    env.push(kv("PWD", dir));
     env
 }
 
@@ -456,7 +473,6 @@ mod tests {
             &["TMPDIR=/client".into(), "FOO=bar".into()],
             Path::new("/w"),
             &[],
-            Path::new("/w/go"),
         );
         let s: Vec<String> = env
             .iter()
@@ -473,7 +489,6 @@ mod tests {
                 "TMPDIR=/w/tmp",
                 "GOCACHE=/w/gocache",
                 "GOPLSCACHE=/w/goplscache",
-                "PWD=/w/go",
             ]
         );
     }
@@ -481,6 +496,8 @@ mod tests {
     #[test]
     fn command_resolution() {
         let wd = Path::new("/w");
+        let sys_path = std::env::var_os("PATH");
+        let resolve_cmd = |wd, cmd, sys| resolve_cmd(wd, cmd, sys, sys_path.as_deref());
         assert_eq!(
             resolve_cmd(wd, "/bin/../bin/sh", false).unwrap(),
             PathBuf::from("/bin/sh")
@@ -524,6 +541,41 @@ mod tests {
         assert_eq!(
             resolve_dir(wd, "src", Path::new("/bin/sh"), true).unwrap(),
             PathBuf::from("/w/src")
+        );
+    }
+
+    #[test]
+    fn bare_names_are_searched_on_the_commands_path() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let (sys, pushed) = (d.path().join("usr/bin"), d.path().join("wd/go/bin"));
+        std::fs::create_dir_all(&sys).unwrap();
+        std::fs::create_dir_all(&pushed).unwrap();
+        // The host's go, its toolchain hidden: a dangling link, skipped.
+        symlink("../lib/go-1.19/bin/go", sys.join("go")).unwrap();
+        std::fs::write(pushed.join("go"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(pushed.join("go"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let base = vec![("PATH".into(), sys.clone().into_os_string())];
+        let wd = d.path().join("wd");
+        let env = assemble_env(
+            &base,
+            "/b".into(),
+            &[],
+            &wd,
+            &["$PATH".into(), "$WORKDIR/go/bin".into()],
+        );
+        let search = last_value(&env, b"PATH");
+        assert_eq!(
+            resolve_cmd(&wd, "go", false, search).unwrap(),
+            pushed.join("go")
+        );
+        let plain = assemble_env(&base, "/b".into(), &[], &wd, &[]);
+        let nf = resolve_cmd(&wd, "go", false, last_value(&plain, b"PATH")).unwrap_err();
+        assert_eq!(nf.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            resolve_cmd(&wd, "go", false, None).unwrap_err().status,
+            StatusCode::UNPROCESSABLE_ENTITY
         );
     }
 

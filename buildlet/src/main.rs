@@ -8,6 +8,7 @@ mod files;
 mod firewall;
 mod form;
 mod http1;
+mod idle;
 mod listing;
 mod reply;
 mod routes;
@@ -60,6 +61,11 @@ struct Args {
     /// Let GO_DISABLE_OUTBOUND_NETWORK=true install iptables rules on this host.
     #[arg(long)]
     allow_firewall: bool,
+    /// Halt (as on /halt) when no request arrives for this long, a Go
+    /// duration such as 30m or 1h30m: a buildlet whose coordinator is gone
+    /// goes away by itself.
+    #[arg(long, value_name = "DURATION", value_parser = idle::parse_go_duration)]
+    halt_after_idle: Option<Duration>,
 }
 
 /// A metadata value from `META_<key>`; `@FILE` means the contents of FILE.
@@ -153,25 +159,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
         http,
         allow_firewall: args.allow_firewall,
         digests: Arc::default(),
+        activity: idle::Activity::default(),
     });
     let router = routes::router(app.clone());
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let quiet = async {
+        match args.halt_after_idle {
+            Some(d) => app.activity.quiet_for(d).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = server::serve(listener, router, tls) => {}
         _ = halt_rx.recv() => {
             // Answer the /halt request first; act a second later, as Go does.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            app.wd.kill_all();
-            if args.halt_os {
-                let _ = tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(halt_os)).await;
-            }
-            tracing::info!("halted");
+            halt(&app, args.halt_os).await;
+        }
+        () = quiet => {
+            tracing::info!(after = ?args.halt_after_idle, "no request for too long; halting");
+            halt(&app, args.halt_os).await;
         }
         _ = term.recv() => { tracing::info!("SIGTERM"); app.wd.kill_all(); }
         _ = int.recv() => { tracing::info!("SIGINT"); app.wd.kill_all(); }
     }
     Ok(())
+}
+
+/// What `/halt` does: kill every running command, power off when asked to.
+async fn halt(app: &App, halt_os: bool) {
+    app.wd.kill_all();
+    if halt_os {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::task::spawn_blocking(self::halt_os),
+        )
+        .await;
+    }
+    tracing::info!("halted");
 }
 
 fn main() -> ExitCode {

@@ -43,7 +43,13 @@ pub fn router(app: Arc<App>) -> Router {
             app.clone(),
             require_password,
         ));
-    open.merge(protected).fallback(not_found).with_state(app)
+    open.merge(protected)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::idle::note,
+        ))
+        .with_state(app)
 }
 
 async fn require_password(State(app): AppState, req: Request, next: Next) -> Response {

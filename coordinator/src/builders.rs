@@ -39,7 +39,9 @@ impl Coordinator {
     }
 
     /// Writes the builder's bootstrap toolchain into the instance's `go1.4`
-    /// (once) and returns where it came from.
+    /// (once) and returns where it came from. A directory instances can see
+    /// (their pool shares this host's file system) is linked at the path
+    /// they see it under; anything else is sent as a tarball.
     pub(crate) async fn add_bootstrap(&self, inst: &Arc<Instance>) -> Result<String, CoordError> {
         let rec = inst.record();
         let Some(src) = self
@@ -50,19 +52,25 @@ impl Coordinator {
             return Ok(String::new());
         };
         if src.is_dir() {
-            // A local buildlet sees this host's file system (read-only in
-            // its sandbox): a link is the whole toolchain at no cost.
             let target = src
                 .canonicalize()
                 .map_err(|source| CoordError::BootstrapPath {
                     path: src.clone(),
                     source,
                 })?;
-            let link = Path::new(&rec.working_dir).join("go1.4");
-            if std::fs::symlink_metadata(&link).is_err() {
-                std::os::unix::fs::symlink(&target, &link).map_err(CoordError::BootstrapLink)?;
+            let seen = self
+                .pools
+                .of(&rec.buildlet)
+                .ok()
+                .and_then(|pool| pool.shared_path(&target));
+            if let Some(seen) = seen {
+                // A link is the whole toolchain at no cost.
+                let link = Path::new(&rec.working_dir).join("go1.4");
+                if std::fs::symlink_metadata(&link).is_err() {
+                    std::os::unix::fs::symlink(&seen, &link).map_err(CoordError::BootstrapLink)?;
+                }
+                return Ok(format!("file://{}", target.display()));
             }
-            return Ok(format!("file://{}", target.display()));
         }
         let name = self.bootstrap_object(&src).await?;
         let url = self.transfers.signed_get_url(&name);
@@ -73,7 +81,8 @@ impl Coordinator {
         Ok(url)
     }
 
-    /// Copies a bootstrap .tar.gz into the object store once.
+    /// Copies a bootstrap .tar.gz, or packs a directory, into the object
+    /// store once.
     async fn bootstrap_object(&self, src: &Path) -> Result<String, CoordError> {
         let mut cache = self.bootstrap_objects.lock().await;
         if let Some(n) = cache.get(src) {
@@ -81,16 +90,76 @@ impl Coordinator {
         }
         let name = self.transfers.new_name();
         let tmp = self.transfers.temp_path();
-        tokio::fs::copy(src, &tmp)
-            .await
-            .map_err(|source| CoordError::BootstrapRead {
-                path: src.to_path_buf(),
-                source,
-            })?;
+        let read_err = |source| CoordError::BootstrapRead {
+            path: src.to_path_buf(),
+            source,
+        };
+        if src.is_dir() {
+            let (dir, out) = (src.to_path_buf(), tmp.clone());
+            tokio::task::spawn_blocking(move || pack_dir(&dir, &out))
+                .await
+                .map_err(|e| read_err(std::io::Error::other(e)))?
+                .map_err(read_err)?;
+        } else {
+            tokio::fs::copy(src, &tmp).await.map_err(read_err)?;
+        }
         self.transfers
             .commit(&tmp, &name, "coordinator")
             .map_err(CoordError::BootstrapStore)?;
         cache.insert(src.to_path_buf(), name.clone());
         Ok(name)
+    }
+}
+
+/// Writes the tree at `dir` as a .tar.gz to `out`, links replaced by what
+/// they lead to: a toolchain's links may leave it (Debian's `src` is in
+/// /usr/share), and on another machine they would lead nowhere.
+fn pack_dir(dir: &Path, out: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::create(out)?;
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.follow_symlinks(true);
+    tar.append_dir_all(".", dir)?;
+    tar.into_inner()?.finish()?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    #[test]
+    fn a_packed_toolchain_carries_what_its_links_lead_to() {
+        let d = tempfile::tempdir().unwrap();
+        let (lib, share) = (d.path().join("lib/go"), d.path().join("share/go/src"));
+        std::fs::create_dir_all(lib.join("bin")).unwrap();
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::write(lib.join("bin/go"), "go").unwrap();
+        std::fs::write(share.join("fmt.go"), "package fmt").unwrap();
+        std::os::unix::fs::symlink("../../share/go/src", lib.join("src")).unwrap();
+        let out = d.path().join("boot.tgz");
+        pack_dir(&lib, &out).unwrap();
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(
+            std::fs::File::open(&out).unwrap(),
+        ));
+        let mut files = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            assert!(gomote_shared::relpath::validate(&name).is_ok(), "{name}");
+            if e.header().entry_type().is_file() {
+                let mut body = String::new();
+                e.read_to_string(&mut body).unwrap();
+                files.push((name, body));
+            }
+        }
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                ("bin/go".to_string(), "go".to_string()),
+                ("src/fmt.go".to_string(), "package fmt".to_string())
+            ]
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! - machines: `pool` (the [`pool::Pool`] trait every source of machines
 //!   implements, and the handle persisted per instance), `pools` (which
 //!   pool provides each host type), `local_pool` (buildlet child
-//!   processes, the one implementation so far);
+//!   processes, the one implementation so far) and `bwrap` (its sandbox);
 //! - instances: `instances` (the table, names, expiry), `queue` (capacity
 //!   and waiters), `create` (CreateInstance: queue, then pool), `health`
 //!   (heartbeats and pool reports mark instances dead), `restore`
@@ -23,6 +23,7 @@
 //!   HTTP side).
 
 pub mod builders;
+pub mod bwrap;
 pub mod config;
 pub mod create;
 pub mod error;

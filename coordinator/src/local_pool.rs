@@ -1,10 +1,16 @@
 //! The `local` pool: every instance is a `buildlet` child process on
 //! loopback with its own work directory under the state directory and a
-//! random password, sandboxed with bubblewrap when available (read-only
-//! system, private /tmp, HOME inside the instance directory). Buildlets run
-//! in their own process group, so they outlive a coordinator restart.
+//! random password, sandboxed with bubblewrap when available (see
+//! [`crate::bwrap`]: the system read-only without any Go toolchain, its own
+//! /tmp and process ids, HOME inside the instance directory). Its
+//! environment is a fixed one, not the coordinator's. Buildlets run in
+//! their own process group, so they outlive a coordinator restart, and halt
+//! by themselves when no coordinator has talked to them for longer than an
+//! instance may stay idle.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,6 +21,7 @@ use gomote_shared::process::pid_alive;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::bwrap::{self, Plan};
 use crate::config::Sandbox;
 use crate::pool::{Handle, Pool, PoolError, Started};
 
@@ -62,57 +69,79 @@ impl Process {
 pub struct LocalPool {
     buildlet: PathBuf,
     root: PathBuf,
-    bwrap: Option<PathBuf>,
-    /// Host paths a sandboxed buildlet must still see (bootstrap
-    /// toolchains that may live under the hidden /tmp).
-    visible: Vec<PathBuf>,
+    /// The sandbox, when buildlets get one.
+    sandbox: Option<Plan>,
     /// The host types it provides, and how many of each may run at once.
     capacity: HashMap<String, usize>,
+    /// How long a buildlet may go without a request before it halts.
+    halt_after_idle: Option<Duration>,
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+/// The first `name` on this process's PATH.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
 
-/// The sandbox every local buildlet gets: the system read-only, its own
-/// /dev, /proc and /tmp. The probe uses the same, so it tests what runs.
-const SANDBOX: [&str; 9] = [
-    "--ro-bind",
-    "/",
-    "/",
-    "--dev",
-    "/dev",
-    "--proc",
-    "/proc",
-    "--tmpfs",
-    "/tmp",
-];
+/// A standard system PATH, the same on every instance whatever the PATH of
+/// the shell that started the coordinator.
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Reports whether bubblewrap can actually create a sandbox here (it needs
-/// user namespaces or privileges some containers lack).
-fn bwrap_works(bwrap: &Path) -> bool {
-    std::process::Command::new(bwrap)
-        .args(SANDBOX)
-        .args(["--", "/bin/true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// The whole environment of a buildlet in instance directory `dir` (and so
+/// the start of every command's): nothing of the coordinator's, whose
+/// GOROOT, GOFLAGS or PATH would otherwise reach every instance. Builder
+/// types add theirs to each command.
+pub(crate) fn base_env(dir: &Path) -> Vec<(&'static str, OsString)> {
+    vec![
+        ("HOME", dir.join("home").into_os_string()),
+        ("PATH", SYSTEM_PATH.into()),
+        ("LANG", "C.UTF-8".into()),
+        ("TMPDIR", "/tmp".into()),
+        ("BUILDLET_LOG", "info".into()),
+    ]
+}
+
+/// Where the pool keeps the stub that replaces `go` binaries which are
+/// regular files in system directories.
+fn stub_path(root: &Path) -> PathBuf {
+    root.join(".go-not-installed")
+}
+
+/// Plans the sandbox for buildlets under `root` and checks it runs
+/// `buildlet` here; why not otherwise.
+fn plan_sandbox(root: &Path, buildlet: &Path, bootstraps: &[PathBuf]) -> Result<Plan, String> {
+    let bwrap = find_on_path("bwrap").ok_or("bubblewrap (bwrap) is not on PATH")?;
+    let stub = stub_path(root);
+    let plan = Plan::new(bwrap, &stub, bootstraps);
+    if !plan.stubbed.is_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&stub, bwrap::NOT_INSTALLED)
+            .and_then(|()| std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)))
+            .map_err(|e| format!("writing {}: {e}", stub.display()))?;
+    }
+    let probe = root.join(format!(".probe.{:08x}", rand::random::<u32>()));
+    std::fs::create_dir_all(&probe).map_err(|e| format!("creating {}: {e}", probe.display()))?;
+    let res = plan.probe(&probe, buildlet);
+    let _ = std::fs::remove_dir_all(&probe);
+    res.map_err(|e| format!("bubblewrap cannot run the buildlet here: {e}"))?;
+    Ok(plan)
 }
 
 impl LocalPool {
     /// Sets up the pool with instance directories under `root`, providing
-    /// the host types in `capacity`.
+    /// the host types in `capacity`; `bootstraps` are the bootstrap
+    /// toolchains AddBootstrap links into instances (directories among them
+    /// are shown in the sandbox), and buildlets halt after `halt_after_idle`
+    /// without a request.
     pub fn new(
         buildlet: Option<PathBuf>,
         root: PathBuf,
         sandbox: Sandbox,
-        visible: Vec<PathBuf>,
+        bootstraps: Vec<PathBuf>,
         capacity: HashMap<String, usize>,
+        halt_after_idle: Option<Duration>,
     ) -> Result<LocalPool, PoolError> {
         let buildlet = match buildlet {
             Some(b) => b,
@@ -138,38 +167,39 @@ impl LocalPool {
                 }
             }
         };
-        let bwrap = match sandbox {
-            Sandbox::None => None,
-            Sandbox::Auto => find_on_path("bwrap").filter(|b| bwrap_works(b)),
-            Sandbox::Bwrap => Some(
-                find_on_path("bwrap")
-                    .filter(|b| bwrap_works(b))
-                    .ok_or_else(|| {
-                        PoolError::Start(
-                            "sandbox = \"bwrap\" but bubblewrap is missing or cannot run here"
-                                .into(),
-                        )
-                    })?,
-            ),
-        };
+        // The sandbox binds it at its own path, which must be a plain one.
+        let buildlet = buildlet.canonicalize().unwrap_or(buildlet);
         std::fs::create_dir_all(&root)
             .map_err(|e| PoolError::Start(format!("creating {}: {e}", root.display())))?;
-        let visible = visible
-            .into_iter()
-            .filter_map(|p| p.canonicalize().ok())
-            .collect();
+        let sandbox = match sandbox {
+            Sandbox::None => None,
+            Sandbox::Auto => match plan_sandbox(&root, &buildlet, &bootstraps) {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    tracing::warn!(%why, "instances are not sandboxed: they see this host's files, its Go and the coordinator's environment");
+                    None
+                }
+            },
+            Sandbox::Bwrap => Some(
+                plan_sandbox(&root, &buildlet, &bootstraps)
+                    .map_err(|why| PoolError::Start(format!("sandbox = \"bwrap\" but {why}")))?,
+            ),
+        };
+        if let Some(p) = &sandbox {
+            tracing::info!(hidden = ?p.hidden, stubbed = ?p.stubbed, "the host's Go toolchains are hidden from instances");
+        }
         Ok(LocalPool {
             buildlet,
             root,
-            bwrap,
-            visible,
+            sandbox,
             capacity,
+            halt_after_idle,
         })
     }
 
     /// Whether buildlets are sandboxed.
     pub fn sandboxed(&self) -> bool {
-        self.bwrap.is_some()
+        self.sandbox.is_some()
     }
 
     /// Starts a buildlet for instance `id` and waits until it answers.
@@ -189,32 +219,13 @@ impl LocalPool {
         let log =
             std::fs::File::create(dir.join("buildlet.log")).map_err(|e| err("creating log", &e))?;
 
-        let mut args: Vec<std::ffi::OsString> = Vec::new();
-        let program = match &self.bwrap {
-            Some(bwrap) => {
-                for a in SANDBOX {
-                    args.push(a.into());
-                }
-                // The instance directory and the buildlet binary may live
-                // under /tmp, which the tmpfs just hid.
-                for p in [&dir, &self.buildlet] {
-                    args.push(if p == &dir { "--bind" } else { "--ro-bind" }.into());
-                    args.push(p.clone().into_os_string());
-                    args.push(p.clone().into_os_string());
-                }
-                for p in &self.visible {
-                    args.push("--ro-bind".into());
-                    args.push(p.clone().into_os_string());
-                    args.push(p.clone().into_os_string());
-                }
-                args.push("--setenv".into());
-                args.push("HOME".into());
-                args.push(home.clone().into_os_string());
-                args.push("--".into());
-                args.push(self.buildlet.clone().into_os_string());
-                bwrap.clone()
-            }
-            None => self.buildlet.clone(),
+        let (program, mut args) = match &self.sandbox {
+            Some(plan) => (plan.program().to_path_buf(), {
+                let mut a = plan.args(&dir, &self.buildlet);
+                a.push(self.buildlet.clone().into_os_string());
+                a
+            }),
+            None => (self.buildlet.clone(), Vec::new()),
         };
         for a in ["--listen", "127.0.0.1:0", "--workdir"] {
             args.push(a.into());
@@ -222,10 +233,16 @@ impl LocalPool {
         args.push(wd.clone().into_os_string());
         args.push("--password-file".into());
         args.push(pwfile.into_os_string());
+        if let Some(idle) = self.halt_after_idle {
+            args.push("--halt-after-idle".into());
+            args.push(format!("{}s", idle.as_secs().max(1)).into());
+        }
+        tracing::debug!(program = %program.display(), ?args, "starting buildlet");
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(&args)
-            .env("HOME", &home)
-            .env("BUILDLET_LOG", "info")
+            .env_clear()
+            .envs(base_env(&dir))
+            .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -329,6 +346,60 @@ impl Pool for LocalPool {
             }
         })
     }
+
+    /// The buildlet (or the bwrap around it) exited: it is a child, or
+    /// after a restart someone else's, so its pid is polled.
+    fn gone<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, String> {
+        Box::pin(async move {
+            let Ok(p) = Process::of(handle) else {
+                return std::future::pending().await;
+            };
+            while still_running(&p) {
+                tokio::time::sleep(GONE_POLL).await;
+            }
+            format!("its buildlet process (pid {}) exited", p.pid)
+        })
+    }
+
+    fn shared_path(&self, host_path: &Path) -> Option<PathBuf> {
+        match &self.sandbox {
+            Some(plan) => plan.bootstrap_path(host_path),
+            None => Some(host_path.to_path_buf()),
+        }
+    }
+}
+
+/// How often [`Pool::gone`] looks at a buildlet's process.
+const GONE_POLL: Duration = Duration::from_millis(200);
+
+/// Whether `p`'s process still runs, and is still the buildlet of that
+/// instance (its command line names the instance directory) rather than
+/// an unrelated process that got the pid after a restart.
+fn still_running(p: &Process) -> bool {
+    pid_alive(p.pid) && names_dir(p)
+}
+
+/// Whether the command line of `p.pid` mentions `p.dir`; true where there
+/// is no /proc to ask.
+fn names_dir(p: &Process) -> bool {
+    let needle = p.dir.as_os_str().as_bytes();
+    match std::fs::read(format!("/proc/{}/cmdline", p.pid)) {
+        Ok(cmd) => needle.is_empty() || cmd.windows(needle.len()).any(|w| w == needle),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Whether `p.pid` still names the buildlet's process group: its leader is
+/// the buildlet, or the leader has exited and members remain (a pid is not
+/// reused while a group of that number exists).
+fn group_is_ours(p: &Process) -> bool {
+    use nix::sys::signal::killpg;
+    use nix::unistd::Pid;
+    if pid_alive(p.pid) {
+        names_dir(p)
+    } else {
+        p.pid > 1 && killpg(Pid::from_raw(p.pid), None).is_ok()
+    }
 }
 
 fn client_of(handle: &Handle) -> Result<BuildletClient, PoolError> {
@@ -341,16 +412,25 @@ fn client_of(handle: &Handle) -> Result<BuildletClient, PoolError> {
 /// Stops a buildlet and everything it started, and removes its directory.
 /// The pool owns the process, so SIGTERM (on which the buildlet kills its
 /// commands and exits at once) replaces Go's `/halt`, which answers and
-/// then waits a second before exiting.
+/// then waits a second before exiting. In the sandbox the buildlet's exit
+/// ends its pid namespace, which takes every process it started along.
 async fn kill_and_remove(p: &Process) {
     use nix::sys::signal::{Signal, killpg};
     use nix::unistd::Pid;
-    let _ = killpg(Pid::from_raw(p.pid), Signal::SIGTERM);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    while pid_alive(p.pid) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if group_is_ours(p) {
+        let group = Pid::from_raw(p.pid);
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while pid_alive(p.pid) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        // Nothing may still write into the directory being removed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while killpg(group, None).is_ok() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
-    let _ = killpg(Pid::from_raw(p.pid), Signal::SIGKILL);
     let dir = p.dir.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let _ = gomote_shared::safefs::remove_all(&dir, Path::new(""));
@@ -382,6 +462,7 @@ mod tests {
             Sandbox::None,
             Vec::new(),
             HashMap::from([("h".to_string(), 2)]),
+            None,
         )
         .unwrap()
     }
@@ -446,5 +527,70 @@ mod tests {
             "{err}"
         );
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn gone_resolves_when_the_buildlet_exits_and_not_before() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pool(d.path());
+        let dir = d.path().join("u-b-0.00000001");
+        // A process whose command line names the instance directory, as a
+        // buildlet's (or its bwrap's) does.
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30; :"])
+            .arg(&dir)
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id().unwrap()).unwrap();
+        let h = Process { pid, dir }
+            .handle("127.0.0.1:5".into(), "pw".into())
+            .unwrap();
+        let gone = p.gone(&h);
+        tokio::pin!(gone);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), &mut gone)
+                .await
+                .is_err(),
+            "gone while running"
+        );
+        child.start_kill().unwrap();
+        let why = tokio::time::timeout(Duration::from_secs(5), gone)
+            .await
+            .expect("exit not noticed");
+        assert_eq!(why, format!("its buildlet process (pid {pid}) exited"));
+        let _ = child.wait().await;
+
+        // After a restart the pid may belong to someone else: that is not
+        // the buildlet, which is gone (and must not be signalled).
+        let me = i32::try_from(std::process::id()).unwrap();
+        let other = Process {
+            pid: me,
+            dir: d.path().join("u-b-1.00000002"),
+        };
+        assert!(!still_running(&other));
+        assert!(!group_is_ours(&other));
+        let h = other.handle("127.0.0.1:5".into(), "pw".into()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), p.gone(&h))
+            .await
+            .expect("a reused pid is not the buildlet");
+    }
+
+    #[test]
+    fn without_a_sandbox_instances_see_bootstraps_where_they_are() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pool(d.path());
+        assert!(!p.sandboxed());
+        assert_eq!(
+            p.shared_path(Path::new("/usr/lib/go-1.19")),
+            Some(PathBuf::from("/usr/lib/go-1.19"))
+        );
+    }
+
+    #[test]
+    fn the_buildlet_environment_is_fixed() {
+        let env = base_env(Path::new("/s/i.1"));
+        let keys: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["HOME", "PATH", "LANG", "TMPDIR", "BUILDLET_LOG"]);
+        assert_eq!(env[0].1, "/s/i.1/home");
     }
 }

@@ -4,6 +4,8 @@
 //! local pool (buildlet child processes) is one implementation, and pools
 //! of reverse buildlets or containers fit behind the same trait.
 
+use std::path::{Path, PathBuf};
+
 use futures_util::future::BoxFuture;
 use gomote_shared::buildlet_client::BuildletClient;
 use serde::{Deserialize, Serialize};
@@ -111,5 +113,15 @@ pub trait Pool: std::fmt::Debug + Send + Sync {
     fn gone<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, String> {
         let _ = handle;
         Box::pin(std::future::pending())
+    }
+
+    /// For pools whose machines share this host's file system: the path
+    /// under which an instance sees the host directory `host_path`
+    /// (canonical), e.g. a bootstrap toolchain a sandbox shows elsewhere.
+    /// `None` means instances cannot see it, so it is sent as a tarball;
+    /// that is the default, for machines elsewhere.
+    fn shared_path(&self, host_path: &Path) -> Option<PathBuf> {
+        let _ = host_path;
+        None
     }
 }

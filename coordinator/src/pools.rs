@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::local_pool::{self, LocalPool};
@@ -38,6 +39,7 @@ impl Pools {
                     .filter_map(|b| b.bootstrap.clone())
                     .collect(),
                 local.iter().map(|h| (h.name.clone(), h.capacity)).collect(),
+                Some(halt_after_idle(config)),
             )?;
             tracing::info!(
                 pool = local_pool::NAME,
@@ -95,6 +97,15 @@ impl Pools {
     }
 }
 
+/// How long a local buildlet waits for a request before it halts: longer
+/// than an instance may stay idle (so a coordinator restarted within that
+/// time finds its instances), and than a few missed heartbeats. A live
+/// coordinator heartbeats every instance, so only orphans go that quiet.
+fn halt_after_idle(config: &Config) -> Duration {
+    let heartbeats = Duration::from_secs(config.heartbeat_interval_secs.max(1)) * 3;
+    config.idle_timeout() + heartbeats.max(Duration::from_secs(5 * 60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +140,17 @@ mod tests {
         assert!(matches!(pools.of(&orphan), Err(PoolError::NoPool(p)) if p == "gone"));
         pools.stop(&orphan).await;
         assert!(a.stopped.lock().is_empty());
+    }
+
+    #[test]
+    fn orphaned_buildlets_halt_after_the_idle_timeout_and_a_margin() {
+        let mut c = Config {
+            idle_timeout_secs: 1800,
+            heartbeat_interval_secs: 10,
+            ..Config::default()
+        };
+        assert_eq!(halt_after_idle(&c), Duration::from_secs(1800 + 300));
+        c.heartbeat_interval_secs = 600;
+        assert_eq!(halt_after_idle(&c), Duration::from_secs(1800 + 1800));
     }
 }
