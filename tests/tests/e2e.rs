@@ -8,6 +8,7 @@ mod buildlet_client;
 mod buildlet_http;
 mod coordinator;
 mod daemon_lifecycle;
+mod day_one;
 mod gomote_cli;
 mod push;
 mod seed;
