@@ -436,8 +436,17 @@ mod tests {
             serde_json::to_string(&c).unwrap(),
             r#"{"command":"ping","args":["a"]}"#
         );
-        let back: Command = serde_json::from_str(r#"{"command":"push","args":[],"dry_run":false,"verbose":true}"#).unwrap();
-        assert!(matches!(back, Command::Push(PushCmd { verbose: true, watch: false, .. })));
+        let back: Command =
+            serde_json::from_str(r#"{"command":"push","args":[],"dry_run":false,"verbose":true}"#)
+                .unwrap();
+        assert!(matches!(
+            back,
+            Command::Push(PushCmd {
+                verbose: true,
+                watch: false,
+                ..
+            })
+        ));
         assert_eq!(
             serde_json::to_string(&Command::CompleteBuilders).unwrap(),
             r#"{"command":"complete_builders"}"#
