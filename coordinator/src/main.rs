@@ -87,8 +87,11 @@ async fn serve(listen: String, state: PathBuf, config: Option<PathBuf>) -> anyho
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Under a service manager stderr is a log: no colour codes there.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GOMOTE_COORDINATOR_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
