@@ -40,7 +40,30 @@ fn ensure_built() -> Result<()> {
                 profile
             };
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-            let out = Command::new(cargo)
+            let mut build = Command::new(cargo);
+            // Cargo gives a test or bench it runs variables describing it
+            // (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...). Passed on, they would
+            // differ from a plain `cargo build`'s environment, and build
+            // scripts that watch them (ring's watches CARGO_MANIFEST_DIR)
+            // would rerun and rebuild half the workspace on every switch.
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy();
+                if k.starts_with("CARGO_PKG_")
+                    || [
+                        "CARGO_MANIFEST_DIR",
+                        "CARGO_MANIFEST_PATH",
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                        "CARGO_RUSTC_CURRENT_DIR",
+                    ]
+                    .contains(&k.as_ref())
+                {
+                    build.env_remove(k.as_ref());
+                }
+            }
+            let out = build
                 .args([
                     "build",
                     "--quiet",

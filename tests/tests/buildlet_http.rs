@@ -77,6 +77,16 @@ fn file<'a>(
     (name, tar::EntryType::Regular, body, "")
 }
 
+/// Sends `req` and returns the body as text.
+async fn text_of(req: reqwest::RequestBuilder) -> String {
+    req.send().await.unwrap().text().await.unwrap()
+}
+
+/// Sends `req` and returns the body.
+async fn bytes_of(req: reqwest::RequestBuilder) -> bytes::Bytes {
+    req.send().await.unwrap().bytes().await.unwrap()
+}
+
 /// Sends a raw HTTP/1.1 request and returns everything the server wrote
 /// until it closed the connection.
 fn raw(addr: &str, request: &str) -> String {
@@ -92,42 +102,12 @@ fn raw(addr: &str, request: &str) -> String {
 async fn open_endpoints_and_status() {
     let b = Buildlet::start().unwrap();
     let c = client();
-    let root = c
-        .get(b.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let root = text_of(c.get(b.url("/"))).await;
     assert!(root.starts_with("buildlet running on linux-"), "{root}");
-    assert_eq!(
-        c.get(b.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "ok\n"
-    );
-    let x = c
-        .get(b.url("/debug/x?n=1000"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    assert_eq!(text_of(c.get(b.url("/healthz"))).await, "ok\n");
+    let x = bytes_of(c.get(b.url("/debug/x?n=1000"))).await;
     assert_eq!(&x[..], &[b'X'; 1000][..]);
-    let capped = c
-        .get(b.url("/debug/x?n=5000000"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let capped = bytes_of(c.get(b.url("/debug/x?n=5000000"))).await;
     assert_eq!(capped.len(), 1 << 20);
     let st = c.get(b.url("/status")).send().await.unwrap();
     assert_eq!(
@@ -135,14 +115,7 @@ async fn open_endpoints_and_status() {
         "application/json; charset=utf-8"
     );
     assert_eq!(st.text().await.unwrap(), "{\"Version\":29}");
-    let wd = c
-        .get(b.url("/workdir"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let wd = text_of(c.get(b.url("/workdir"))).await;
     assert_eq!(wd, b.workdir.display().to_string());
     for d in ["tmp", "gocache", "goplscache"] {
         assert!(b.workdir.join(d).is_dir(), "{d} missing");
@@ -572,14 +545,7 @@ async fn write_writetgz_tgz_and_removeall() {
     );
 
     // /tgz streams it back: directories with a trailing slash, links kept.
-    let back = c
-        .get(b.url("/tgz?dir=go"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let back = bytes_of(c.get(b.url("/tgz?dir=go"))).await;
     assert_eq!(
         tgz_names(&back).unwrap(),
         vec!["src/", "src/link", "src/main.go"]

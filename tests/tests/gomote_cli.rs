@@ -24,13 +24,15 @@ fn seed_sequence() {
     assert!(name.ends_with(&format!("-{}-0", builder())), "{name}");
 
     if let Some(goroot) = goroot_copy() {
-        let o = env
-            .run_with(
+        let push = || {
+            env.run_with(
                 &["push", &name],
                 &[("GOROOT", goroot.to_str().unwrap())],
                 None,
             )
-            .unwrap();
+            .unwrap()
+        };
+        let o = push();
         assert_eq!(o.code, 0, "{}", o.stderr);
         assert!(o.stderr.contains("Pushing GOROOT"), "{}", o.stderr);
         let ls = env.ok(&["ls", &name]).unwrap();
@@ -41,13 +43,7 @@ fn seed_sequence() {
             "{ls}"
         );
         // A second push finds nothing to send.
-        let o = env
-            .run_with(
-                &["push", &name],
-                &[("GOROOT", goroot.to_str().unwrap())],
-                None,
-            )
-            .unwrap();
+        let o = push();
         assert!(o.stderr.contains("0 to send"), "{}", o.stderr);
         let v = env.ok(&["run", &name, "/bin/cat", "go/VERSION"]).unwrap();
         assert!(v.starts_with("go1.19"), "{v}");
