@@ -424,6 +424,22 @@ impl Drop for Coordinator {
     }
 }
 
+/// The host pid of the buildlet of instance `id` of a coordinator whose
+/// state directory is `state`: a `buildlet` process whose command line
+/// names the instance's directory. Asked from outside because inside a
+/// sandbox an instance has pids of its own (`$PPID` there is not the
+/// buildlet's host pid).
+pub fn buildlet_pid(state: &Path, id: &str) -> Option<i32> {
+    let needle = format!("{}/instances/{id}.", state.display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (comm.trim() == "buildlet" && String::from_utf8_lossy(&cmd).contains(&needle))
+            .then_some(pid)
+    })
+}
+
 /// Kills every process whose command line mentions `dir`.
 pub fn kill_buildlets_under(dir: &Path) {
     let needle = dir.display().to_string();

@@ -10,5 +10,6 @@ mod coordinator;
 mod daemon_lifecycle;
 mod day_one;
 mod gomote_cli;
+mod hermetic;
 mod push;
 mod seed;
