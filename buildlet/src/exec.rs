@@ -106,8 +106,15 @@ pub fn resolve(app: &App, form: &Form) -> Result<Spec, Refusal> {
     );
     // A bare name is searched on the PATH the command itself gets, so
     // `-path '$PATH,$WORKDIR/go/bin' go` finds the pushed go, as a shell
-    // would, rather than whatever go the buildlet's own PATH holds.
-    let path = resolve_cmd(wd, &cmd, sys, last_value(&env, b"PATH"))?;
+    // would; then, as Go's buildlet does, on the buildlet's own PATH (an
+    // empty `-path` still runs `sh`).
+    let own = std::env::var_os("PATH");
+    let search: Vec<&OsStr> = [last_value(&env, b"PATH"), own.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|p| !p.is_empty())
+        .collect();
+    let path = resolve_cmd(wd, &cmd, sys, &search)?;
     let dir = resolve_dir(wd, &form.value("dir"), &path, sys)?;
     env.push(kv("PWD", &dir));
     Ok(Spec {
@@ -138,14 +145,9 @@ fn look_path(name: &str, path: &OsStr) -> Option<PathBuf> {
         .find(|c| is_executable(c))
 }
 
-/// The program `cmd` names; a bare name is searched for on `search` (the
-/// command's PATH; none means no search).
-fn resolve_cmd(
-    wd: &Path,
-    cmd: &str,
-    sys: bool,
-    search: Option<&OsStr>,
-) -> Result<PathBuf, Refusal> {
+/// The program `cmd` names; a bare name is searched for on each PATH value
+/// in `search` in turn.
+fn resolve_cmd(wd: &Path, cmd: &str, sys: bool, search: &[&OsStr]) -> Result<PathBuf, Refusal> {
     if cmd.is_empty() {
         return Err(refuse(StatusCode::BAD_REQUEST, "requires 'cmd' parameter"));
     }
@@ -168,12 +170,15 @@ fn resolve_cmd(
             return Ok(local);
         }
     }
-    search.and_then(|p| look_path(cmd, p)).ok_or_else(|| {
-        refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("command {cmd:?} not found"),
-        )
-    })
+    search
+        .iter()
+        .find_map(|p| look_path(cmd, p))
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("command {cmd:?} not found"),
+            )
+        })
 }
 
 fn resolve_dir(wd: &Path, dir: &str, cmd: &Path, sys: bool) -> Result<PathBuf, Refusal> {
@@ -496,8 +501,8 @@ mod tests {
     #[test]
     fn command_resolution() {
         let wd = Path::new("/w");
-        let sys_path = std::env::var_os("PATH");
-        let resolve_cmd = |wd, cmd, sys| resolve_cmd(wd, cmd, sys, sys_path.as_deref());
+        let sys_path = std::env::var_os("PATH").unwrap_or_default();
+        let resolve_cmd = |wd, cmd, sys| resolve_cmd(wd, cmd, sys, &[&sys_path]);
         assert_eq!(
             resolve_cmd(wd, "/bin/../bin/sh", false).unwrap(),
             PathBuf::from("/bin/sh")
@@ -565,17 +570,24 @@ mod tests {
             &wd,
             &["$PATH".into(), "$WORKDIR/go/bin".into()],
         );
-        let search = last_value(&env, b"PATH");
+        let search = last_value(&env, b"PATH").unwrap();
         assert_eq!(
-            resolve_cmd(&wd, "go", false, search).unwrap(),
+            resolve_cmd(&wd, "go", false, &[search]).unwrap(),
             pushed.join("go")
         );
         let plain = assemble_env(&base, "/b".into(), &[], &wd, &[]);
-        let nf = resolve_cmd(&wd, "go", false, last_value(&plain, b"PATH")).unwrap_err();
+        let search = last_value(&plain, b"PATH").unwrap();
+        let nf = resolve_cmd(&wd, "go", false, &[search]).unwrap_err();
         assert_eq!(nf.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
-            resolve_cmd(&wd, "go", false, None).unwrap_err().status,
+            resolve_cmd(&wd, "go", false, &[]).unwrap_err().status,
             StatusCode::UNPROCESSABLE_ENTITY
+        );
+        // The command's PATH first, then another (the buildlet's own).
+        let both = [OsStr::new("/nonexistent"), pushed.as_os_str()];
+        assert_eq!(
+            resolve_cmd(&wd, "go", false, &both).unwrap(),
+            pushed.join("go")
         );
     }
 

@@ -8,16 +8,18 @@
 //! by themselves when no coordinator has talked to them for longer than an
 //! instance may stay idle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use gomote_shared::buildlet_client::BuildletClient;
 use gomote_shared::process::pid_alive;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -75,6 +77,9 @@ pub struct LocalPool {
     capacity: HashMap<String, usize>,
     /// How long a buildlet may go without a request before it halts.
     halt_after_idle: Option<Duration>,
+    /// Instance directories of buildlets being stopped: their exit is no
+    /// news for [`Pool::gone`] to report.
+    stopping: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 /// The first `name` on this process's PATH.
@@ -194,6 +199,7 @@ impl LocalPool {
             sandbox,
             capacity,
             halt_after_idle,
+            stopping: Arc::default(),
         })
     }
 
@@ -341,7 +347,17 @@ impl Pool for LocalPool {
     fn stop<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             match Process::of(handle) {
-                Ok(p) => kill_and_remove(&p).await,
+                Ok(p) => {
+                    self.stopping.lock().insert(p.dir.clone());
+                    kill_and_remove(&p).await;
+                    // Whoever watched for its exit has seen it by now, or
+                    // stopped watching with the instance.
+                    let stopping = self.stopping.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(GONE_POLL * 5).await;
+                        stopping.lock().remove(&p.dir);
+                    });
+                }
                 Err(e) => tracing::warn!(addr = %handle.addr, error = %e, "cannot stop buildlet"),
             }
         })
@@ -356,6 +372,10 @@ impl Pool for LocalPool {
             };
             while still_running(&p) {
                 tokio::time::sleep(GONE_POLL).await;
+            }
+            if self.stopping.lock().contains(&p.dir) {
+                // Stopped on purpose: the instance is ending, not dying.
+                return std::future::pending().await;
             }
             format!("its buildlet process (pid {}) exited", p.pid)
         })
@@ -573,6 +593,42 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), p.gone(&h))
             .await
             .expect("a reused pid is not the buildlet");
+    }
+
+    #[tokio::test]
+    async fn a_buildlet_stopped_on_purpose_is_not_reported_gone() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pool(d.path());
+        let dir = d.path().join("u-b-0.00000001");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30; :"])
+            .arg(&dir)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id().unwrap()).unwrap();
+        let h = Process {
+            pid,
+            dir: dir.clone(),
+        }
+        .handle("127.0.0.1:5".into(), "pw".into())
+        .unwrap();
+        let gone = p.gone(&h);
+        tokio::pin!(gone);
+        let stop = p.stop(&h);
+        tokio::select! {
+            why = &mut gone => panic!("reported gone while being stopped: {why}"),
+            () = stop => {}
+        }
+        let _ = child.wait().await;
+        assert!(!dir.exists(), "the instance directory is removed");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(600), gone)
+                .await
+                .is_err(),
+            "reported gone after being stopped"
+        );
     }
 
     #[test]

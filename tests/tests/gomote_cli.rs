@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use gomote_tests::{
-    Buildlet, GomoteEnv, builder, eventually, goroot_copy, pid_alive, poll, signal, wait_all_ok,
+    Buildlet, GomoteEnv, builder, eventually, goroot_copy, pid_alive, pid_by_argv, poll, signal,
+    wait_all_ok,
 };
 
 fn lines(s: &str) -> Vec<String> {
@@ -289,8 +290,12 @@ fn exit_codes_and_ctrl_c() {
     );
 
     // Ctrl-C cancels the remote command and exits 130.
+    // The instance has pids of its own: the command is found from outside
+    // by its (unique) arguments.
+    let nap = format!("300.{}", std::process::id());
+    let script = format!("echo started; exec sleep {nap}");
     let mut child = env
-        .cmd(&["run", &name, "/bin/sh", "-c", "echo $$; exec sleep 300"])
+        .cmd(&["run", &name, "/bin/sh", "-c", &script])
         .unwrap()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -299,8 +304,9 @@ fn exit_codes_and_ctrl_c() {
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let remote: i32 = line.trim().parse().unwrap();
-    assert!(pid_alive(remote));
+    assert_eq!(line, "started\n");
+    let remote = poll(Duration::from_secs(5), || pid_by_argv(&["sleep", &nap]))
+        .expect("the remote command's process");
     signal(
         i32::try_from(child.id()).unwrap(),
         nix::sys::signal::Signal::SIGINT,
