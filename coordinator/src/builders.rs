@@ -1,11 +1,13 @@
 //! What a builder type gives the instances created for it: the
 //! environment of their commands (or of another builder's, imitated on the
-//! same host type), and the bootstrap Go toolchain AddBootstrap installs.
+//! same host type; any name `builder_names` accepts), and the bootstrap Go
+//! toolchain AddBootstrap installs.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::Coordinator;
+use crate::builder_names;
 use crate::error::CoordError;
 use crate::instances::{Instance, Record};
 
@@ -24,10 +26,7 @@ impl Coordinator {
                 .map(|b| b.env.clone())
                 .unwrap_or_default());
         }
-        let b = self
-            .config
-            .builder(imitate)
-            .ok_or_else(|| CoordError::UnknownBuilder(imitate.to_string()))?;
+        let b = builder_names::resolve(&self.config, imitate)?;
         if b.host_type != rec.host_type {
             return Err(CoordError::WrongHostType {
                 builder: imitate.to_string(),

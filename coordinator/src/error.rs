@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use gomote_shared::buildlet_client;
 use gomote_shared::timefmt::rfc3339;
 
+use crate::explain::ExecFailure;
 use crate::pool::PoolError;
+use crate::tombstones::Tombstone;
 use crate::transfer::TransferError;
 
 /// A failed coordinator operation.
@@ -18,6 +20,10 @@ pub enum CoordError {
     /// No instance by that name (gRPC NotFound).
     #[error("specified gomote instance does not exist")]
     NoSuchInstance,
+    /// One of the caller's instances that ended lately: when and why
+    /// (NotFound; only its owner is told).
+    #[error("{0}")]
+    Ended(Tombstone),
     /// Another user owns the instance (PermissionDenied).
     #[error("not allowed to modify this gomote session")]
     NotOwner,
@@ -34,9 +40,21 @@ pub enum CoordError {
     /// The instance vanished while being destroyed (Internal).
     #[error("instance vanished while being destroyed")]
     Vanished,
-    /// No builder type by that name (InvalidArgument).
-    #[error("unknown builder type {0:?}")]
-    UnknownBuilder(String),
+    /// No builder type by that name, not even as an alias
+    /// (InvalidArgument).
+    #[error(
+        "unknown builder type {name:?}; {}this coordinator offers: {} (each also as gotip-<type> or go1.NN-<type>)",
+        suggestion.as_ref().map(|s| format!("did you mean {s:?}? ")).unwrap_or_default(),
+        offered.join(", ")
+    )]
+    UnknownBuilder {
+        /// The name asked for.
+        name: String,
+        /// A close name, if there is one.
+        suggestion: Option<String>,
+        /// The canonical names on offer, sorted.
+        offered: Vec<String>,
+    },
     /// A builder to imitate runs on another host type (InvalidArgument).
     #[error(
         "builder {builder:?} runs on host type {builder_host:?}, not this instance's {instance_host:?}"
@@ -60,6 +78,21 @@ pub enum CoordError {
     /// A new buildlet did not say where its work directory is (Internal).
     #[error("unable to get the work directory: {0}")]
     WorkDir(buildlet_client::Error),
+    /// A directory to list does not exist on the instance (NotFound).
+    #[error("directory {dir:?} does not exist on instance {instance:?}")]
+    NoDirectory {
+        /// The directory, as the client named it.
+        dir: String,
+        /// The instance.
+        instance: String,
+    },
+    /// Any other failure of the buildlet's `/ls` (Unimplemented, the odd
+    /// code Go's server gives and Go clients expect).
+    #[error("method ListDirectory not implemented: {0}")]
+    ListDir(buildlet_client::Error),
+    /// A command could not be run, or its output stream broke (Aborted).
+    #[error("unable to execute command: {0}")]
+    Exec(ExecFailure),
     /// A bootstrap toolchain directory could not be resolved (Internal).
     #[error("bootstrap {}: {source}", path.display())]
     BootstrapPath {

@@ -1,8 +1,9 @@
 //! The instance table: names (`<user>-<builder>-<n>`, lowest free n), owner
 //! checks (NotFound versus PermissionDenied, as Go's server), idle expiry
 //! renewed by every RPC that names an instance and held off while a
-//! streaming RPC runs, dead-buildlet verdicts, and persistence in sled so a
-//! restarted coordinator still knows its instances.
+//! streaming RPC runs, dead-buildlet verdicts, persistence in sled so a
+//! restarted coordinator still knows its instances, and a tombstone for
+//! each instance that leaves it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CoordError;
 use crate::pool::Handle;
 use crate::queue::Permit;
+use crate::tombstones::{Ending, Tombstone, Tombstones};
 
 /// What is persisted about an instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +98,11 @@ impl Instance {
         }
     }
 
+    /// Why and when it died, if it did.
+    pub fn death(&self) -> Option<Death> {
+        self.death.lock().clone()
+    }
+
     /// Fails with which instance died and when, if it did.
     pub fn check_alive(&self) -> Result<(), CoordError> {
         match &*self.death.lock() {
@@ -131,22 +138,39 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// Why an instance leaves the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// Its owner destroyed it.
+    Destroyed,
+    /// Its idle time ran out.
+    Expired,
+    /// Its machine could not be reached (a record found unusable after a
+    /// restart).
+    Lost(String),
+    /// Created for a client that went away before learning its name:
+    /// nobody is told about it, so it leaves no tombstone.
+    Unclaimed,
+}
+
 /// All instances.
 #[derive(Debug)]
 pub struct Table {
     map: Mutex<BTreeMap<String, Arc<Instance>>>,
     reserved: Mutex<HashSet<String>>,
     db: sled::Tree,
+    tombstones: Tombstones,
     idle: Duration,
 }
 
 impl Table {
-    /// A table persisted in `db`.
-    pub fn new(db: sled::Tree, idle: Duration) -> Table {
+    /// A table persisted in `db`, with tombstones in `graves`.
+    pub fn new(db: sled::Tree, graves: sled::Tree, idle: Duration) -> Table {
         Table {
             map: Mutex::default(),
             reserved: Mutex::default(),
             db,
+            tombstones: Tombstones::new(graves),
             idle,
         }
     }
@@ -209,22 +233,69 @@ impl Table {
         self.release(&rec.id);
     }
 
-    /// Removes an instance.
-    pub fn remove(&self, id: &str) -> Option<Arc<Instance>> {
-        let _ = self.db.remove(id.as_bytes());
+    /// Removes an instance and leaves a tombstone saying why. An instance
+    /// that expires after its machine died is recorded as lost (when it
+    /// died is the news); one its owner destroys, as destroyed.
+    pub fn remove(&self, id: &str, cause: Cause) -> Option<Arc<Instance>> {
+        // The stored record names the owner of an instance that never made
+        // it back into the table after a restart.
+        let stored: Option<Record> = match self.db.remove(id.as_bytes()) {
+            Ok(v) => v.and_then(|v| serde_json::from_slice(&v).ok()),
+            Err(e) => {
+                tracing::error!(%id, error = %e, "forgetting instance");
+                None
+            }
+        };
         self.flush();
-        self.map.lock().remove(id)
+        let inst = self.map.lock().remove(id);
+        let (owner, death) = match (&inst, stored) {
+            (Some(i), _) => (i.record().owner, i.death()),
+            (None, Some(r)) => (r.owner, None),
+            (None, None) => return None,
+        };
+        let now = unix(SystemTime::now());
+        let (when, ending) = match (cause, death) {
+            (Cause::Unclaimed, _) => return inst,
+            (Cause::Destroyed, _) => (now, Ending::Destroyed),
+            (Cause::Expired, Some(d)) | (Cause::Lost(_), Some(d)) => {
+                (unix(d.when), Ending::Lost { why: d.why })
+            }
+            (Cause::Expired, None) => {
+                let expires = inst.as_ref().map_or(now, |i| i.record().expires);
+                (
+                    expires.min(now),
+                    Ending::Expired {
+                        idle_secs: self.idle.as_secs(),
+                    },
+                )
+            }
+            (Cause::Lost(why), None) => (now, Ending::Lost { why }),
+        };
+        self.tombstones.bury(&Tombstone {
+            id: id.to_string(),
+            owner,
+            when,
+            ending,
+        });
+        inst
     }
 
-    /// Go's `session(id, owner)`: NotFound when it does not exist,
+    /// Forgets old tombstones (see [`Tombstones::prune`]).
+    pub fn prune_tombstones(&self, now: SystemTime) {
+        self.tombstones.prune(now);
+    }
+
+    /// Go's `session(id, owner)`: NotFound when it does not exist (saying
+    /// when and why, if it is one of `owner`'s that ended lately),
     /// PermissionDenied when another user owns it; renews its expiry.
     pub fn session(&self, id: &str, owner: &str) -> Result<Arc<Instance>, CoordError> {
-        let inst = self
-            .map
-            .lock()
-            .get(id)
-            .cloned()
-            .ok_or(CoordError::NoSuchInstance)?;
+        let found = self.map.lock().get(id).cloned();
+        let Some(inst) = found else {
+            return Err(match self.tombstones.find(id, owner, SystemTime::now()) {
+                Some(t) => CoordError::Ended(t),
+                None => CoordError::NoSuchInstance,
+            });
+        };
         if inst.record().owner != owner {
             return Err(CoordError::NotOwner);
         }

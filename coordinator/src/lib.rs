@@ -14,19 +14,24 @@
 //!   and waiters), `create` (CreateInstance: queue, then pool), `health`
 //!   (heartbeats and pool reports mark instances dead), `restore`
 //!   (instances recorded before a restart), `teardown` (DestroyInstance and
-//!   the reaper of idle instances), `builders` (builder environments and
-//!   bootstrap toolchains);
+//!   the reaper of idle instances), `tombstones` (what became of ended
+//!   instances), `builder_names` (the names clients may use, Go's too),
+//!   `builders` (builder environments and bootstrap toolchains);
 //! - files: `transfer` (the object store and signed URLs), `fetch` (bodies
 //!   for URLs clients name);
 //! - edges: `error` ([`CoordError`], what the domain code returns),
-//!   `service` (the gRPC API; maps errors to status codes), `web` (the
-//!   HTTP side).
+//!   `explain` (buildlet failures in the user's terms), `service` (the
+//!   gRPC API; maps errors to status codes), `extension` (the RPCs beyond
+//!   Go's), `web` (the HTTP side).
 
+pub mod builder_names;
 pub mod builders;
 pub mod bwrap;
 pub mod config;
 pub mod create;
 pub mod error;
+pub mod explain;
+pub mod extension;
 pub mod fetch;
 pub mod health;
 pub mod instances;
@@ -40,6 +45,7 @@ pub mod teardown;
 #[cfg(test)]
 mod testing;
 pub mod tokens;
+pub mod tombstones;
 pub mod transfer;
 pub mod web;
 
@@ -49,6 +55,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gomote_shared::proto::gomote_extension_service_server::GomoteExtensionServiceServer;
 use gomote_shared::proto::gomote_service_server::GomoteServiceServer;
 use tokio_util::sync::CancellationToken;
 
@@ -189,6 +196,8 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let table = Table::new(
         db.open_tree("instances")
             .map_err(|e| state_err(e.to_string()))?,
+        db.open_tree("tombstones")
+            .map_err(|e| state_err(e.to_string()))?,
         opts.config.idle_timeout(),
     );
     let pools = Pools::from_config(&opts.config, opts.state.join("instances"))?;
@@ -217,6 +226,9 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     tokio::spawn(teardown::reaper(c.clone(), cancel.clone()));
     let grpc =
         tonic::service::Routes::new(GomoteServiceServer::new(service::Service::new(c.clone())))
+            .add_service(GomoteExtensionServiceServer::new(
+                extension::Extension::new(c.clone()),
+            ))
             .into_axum_router();
     let app = web::router(c.clone()).merge(grpc);
     let shutdown = cancel.clone();

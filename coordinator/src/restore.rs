@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::Coordinator;
 use crate::health;
-use crate::instances::Instance;
+use crate::instances::{Cause, Instance};
 
 /// How long a restored instance's buildlet has to answer.
 const PROBE: Duration = Duration::from_secs(5);
@@ -28,7 +28,10 @@ impl Coordinator {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(id = %rec.id, error = %e, "dropping unusable instance record");
-                    self.table.remove(&rec.id);
+                    self.table.remove(
+                        &rec.id,
+                        Cause::Lost(format!("it could not be reached after a restart: {e}")),
+                    );
                     continue;
                 }
             };
@@ -36,7 +39,7 @@ impl Coordinator {
                 tokio::time::timeout(PROBE, client.status()).await,
                 Ok(Ok(_))
             );
-            let permit = self.queues.force(&rec.host_type);
+            let permit = self.queues.force(&rec.host_type, &rec.owner);
             let inst = Arc::new(Instance::new(rec.clone(), client, permit));
             if !alive {
                 inst.mark_dead(

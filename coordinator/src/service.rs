@@ -14,11 +14,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::Coordinator;
 use crate::error::CoordError;
+use crate::explain::{self, ExecAsked, ExecFailure};
 use crate::fetch::file_body;
 use crate::tokens::Identity;
 use crate::transfer::TransferError;
+use crate::{Coordinator, builder_names, create};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -35,20 +36,25 @@ impl Service {
     }
 
     async fn ident<T>(&self, req: &Request<T>) -> Result<Identity, Status> {
-        let unauth =
-            || Status::unauthenticated("request does not contain the required authentication");
-        let v = req.metadata().get("authorization").ok_or_else(unauth)?;
-        let v = v.to_str().map_err(|_| unauth())?;
-        let token = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .ok_or_else(unauth)?
-            .trim();
-        match self.c.tokens.lookup(token).await {
-            Ok(Some(id)) => Ok(id),
-            Ok(None) => Err(Status::unauthenticated("invalid or unknown token")),
-            Err(e) => Err(Status::internal(format!("checking token: {e}"))),
-        }
+        identify(&self.c, req).await
+    }
+}
+
+/// Who is calling: the bearer token's identity (every RPC of every
+/// service this coordinator serves starts here).
+pub(crate) async fn identify<T>(c: &Coordinator, req: &Request<T>) -> Result<Identity, Status> {
+    let unauth = || Status::unauthenticated("request does not contain the required authentication");
+    let v = req.metadata().get("authorization").ok_or_else(unauth)?;
+    let v = v.to_str().map_err(|_| unauth())?;
+    let token = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .ok_or_else(unauth)?
+        .trim();
+    match c.tokens.lookup(token).await {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(Status::unauthenticated("invalid or unknown token")),
+        Err(e) => Err(Status::internal(format!("checking token: {e}"))),
     }
 }
 
@@ -56,12 +62,16 @@ impl From<CoordError> for Status {
     fn from(e: CoordError) -> Status {
         let msg = e.to_string();
         match e {
-            CoordError::NoSuchInstance => Status::not_found(msg),
-            CoordError::NotOwner | CoordError::ForeignHost(_) => Status::permission_denied(msg),
-            CoordError::Dead { .. } | CoordError::Fetch { .. } | CoordError::FetchStatus { .. } => {
-                Status::aborted(msg)
+            CoordError::NoSuchInstance | CoordError::Ended(_) | CoordError::NoDirectory { .. } => {
+                Status::not_found(msg)
             }
-            CoordError::UnknownBuilder(_)
+            CoordError::NotOwner | CoordError::ForeignHost(_) => Status::permission_denied(msg),
+            CoordError::Dead { .. }
+            | CoordError::Exec(_)
+            | CoordError::Fetch { .. }
+            | CoordError::FetchStatus { .. } => Status::aborted(msg),
+            CoordError::ListDir(_) => Status::unimplemented(msg),
+            CoordError::UnknownBuilder { .. }
             | CoordError::WrongHostType { .. }
             | CoordError::NotAUrl(_) => Status::invalid_argument(msg),
             CoordError::Vanished
@@ -117,24 +127,13 @@ impl GomoteService for Service {
         if bt.is_empty() {
             return Err(Status::invalid_argument("invalid builder type"));
         }
-        let Some(builder) = self.c.config.builder(&bt).cloned() else {
-            let offered: Vec<&str> = self
-                .c
-                .config
-                .builders
-                .iter()
-                .map(|b| b.name.as_str())
-                .collect();
-            return Err(Status::invalid_argument(format!(
-                "unknown builder type {bt:?}; this coordinator offers: {}",
-                offered.join(", ")
-            )));
-        };
-        let (tx, rx) = mpsc::channel(4);
-        let c = self.c.clone();
-        tokio::spawn(async move { c.create(id, builder, tx).await });
-        let stream = ReceiverStream::new(rx).map(|r| r.map_err(Status::from));
-        Ok(Response::new(Box::pin(stream)))
+        // Go's names (gotip-linux-amd64) stand for ours (linux-amd64).
+        let builder = builder_names::resolve(&self.c.config, &bt)?.clone();
+        let (reply, messages) = create::channel();
+        tokio::spawn(self.c.clone().create(id, builder, reply));
+        Ok(Response::new(Box::pin(
+            messages.map(|r| r.map_err(Status::from)),
+        )))
     }
 
     async fn destroy_instance(
@@ -162,6 +161,8 @@ impl GomoteService for Service {
         inst.check_alive()?;
         let mut env = self.c.builder_env(&inst.record(), &r.imitate_host_type)?;
         env.extend(r.append_environment);
+        // What explaining a failure needs, kept before opts takes the request.
+        let (cmd, dir, instance) = (r.command.clone(), r.directory.clone(), inst.id());
         let opts = ExecOpts {
             cmd: r.command,
             args: r.args,
@@ -176,13 +177,16 @@ impl GomoteService for Service {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let _guard = guard;
-            let aborted = |e: &dyn std::fmt::Display| {
-                Status::aborted(format!("unable to execute command: {e}"))
+            let asked = ExecAsked {
+                cmd: &cmd,
+                dir: &dir,
+                instance: &instance,
             };
+            let aborted = |f: ExecFailure| Status::from(CoordError::Exec(f));
             let mut stream = match inst.client.exec(&opts).await {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = tx.send(Err(aborted(&e))).await;
+                    let _ = tx.send(Err(explain::exec_refused(asked, e).into())).await;
                     return;
                 }
             };
@@ -196,15 +200,21 @@ impl GomoteService for Service {
                         }
                         Some(Ok(ExecEvent::Done(ExecOutcome::Ok))) => return,
                         Some(Ok(ExecEvent::Done(ExecOutcome::Failed(state)))) => {
-                            let _ = tx.send(Err(Status::unknown(format!("command execution failed: {state}")))).await;
+                            // A start error (not found, ...) is not the
+                            // command's failure: it never ran.
+                            let status = match explain::not_started(asked, &state) {
+                                Some(e) => e.into(),
+                                None => Status::unknown(format!("command execution failed: {state}")),
+                            };
+                            let _ = tx.send(Err(status)).await;
                             return;
                         }
                         Some(Err(e)) => {
-                            let _ = tx.send(Err(aborted(&e))).await;
+                            let _ = tx.send(Err(aborted(ExecFailure::Buildlet(e)))).await;
                             return;
                         }
                         None => {
-                            let _ = tx.send(Err(aborted(&"missing Process-State trailer"))).await;
+                            let _ = tx.send(Err(aborted(ExecFailure::NoTrailer))).await;
                             return;
                         }
                     },
@@ -286,15 +296,9 @@ impl GomoteService for Service {
         req: Request<ListSwarmingBuildersRequest>,
     ) -> Result<Response<ListSwarmingBuildersResponse>, Status> {
         self.ident(&req).await?;
-        let mut builders: Vec<String> = self
-            .c
-            .config
-            .builders
-            .iter()
-            .map(|b| b.name.clone())
-            .collect();
-        builders.sort();
-        Ok(Response::new(ListSwarmingBuildersResponse { builders }))
+        Ok(Response::new(ListSwarmingBuildersResponse {
+            builders: builder_names::listed(&self.c.config),
+        }))
     }
 
     async fn read_tgz_to_url(
@@ -437,7 +441,8 @@ impl GomoteService for Service {
 }
 
 impl Service {
-    /// ListDirectory and its streaming form: every buildlet failure is
+    /// ListDirectory and its streaming form: a directory that does not
+    /// exist is NotFound, naming it; every other buildlet failure is
     /// `Unimplemented`, an odd code that Go clients expect.
     async fn list_dir(
         &self,
@@ -452,9 +457,7 @@ impl Service {
         inst.client
             .list_dir(&r.directory, r.recursive, r.digest, &r.skip_files)
             .await
-            .map_err(|e| {
-                Status::unimplemented(format!("method ListDirectory not implemented: {e}"))
-            })
+            .map_err(|e| explain::list_failed(&r.directory, &inst.id(), e).into())
     }
 }
 
@@ -466,6 +469,7 @@ mod tests {
 
     use super::*;
     use crate::pool::PoolError;
+    use crate::tombstones::{Ending, Tombstone};
 
     fn status(e: CoordError) -> (Code, String) {
         let s = Status::from(e);
@@ -503,9 +507,49 @@ mod tests {
                 "gomote creation failed instance=u-b-0: starting buildlet: boom",
             ),
             (
-                CoordError::UnknownBuilder("x".into()),
+                CoordError::UnknownBuilder {
+                    name: "x".into(),
+                    suggestion: None,
+                    offered: vec!["a".into(), "b".into()],
+                },
                 Code::InvalidArgument,
-                "unknown builder type \"x\"",
+                "unknown builder type \"x\"; this coordinator offers: a, b (each also as gotip-<type> or go1.NN-<type>)",
+            ),
+            (
+                CoordError::Ended(Tombstone {
+                    id: "u-b-0".into(),
+                    owner: "o".into(),
+                    when: 1_257_894_000,
+                    ending: Ending::Destroyed,
+                }),
+                Code::NotFound,
+                "instance \"u-b-0\" was destroyed at 2009-11-10T23:00:00Z by you",
+            ),
+            (
+                CoordError::NoDirectory {
+                    dir: "x".into(),
+                    instance: "u-b-0".into(),
+                },
+                Code::NotFound,
+                "directory \"x\" does not exist on instance \"u-b-0\"",
+            ),
+            (
+                CoordError::Exec(ExecFailure::NoCommand {
+                    cmd: "go/bin/go".into(),
+                    instance: "u-b-0".into(),
+                    detail: None,
+                }),
+                Code::Aborted,
+                "unable to execute command: command \"go/bin/go\" not found on instance \"u-b-0\"",
+            ),
+            (
+                CoordError::ListDir(gomote_shared::buildlet_client::Error::Status {
+                    op: "list dir",
+                    status: http::StatusCode::BAD_REQUEST,
+                    body: "bad".into(),
+                }),
+                Code::Unimplemented,
+                "method ListDirectory not implemented: buildlet list dir: HTTP 400 Bad Request: bad",
             ),
             (
                 CoordError::WrongHostType {

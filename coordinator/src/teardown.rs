@@ -1,7 +1,7 @@
 //! Ending instances: DestroyInstance, and the reaper that destroys
 //! instances whose idle time ran out. Either way the instance leaves the
-//! table first (so no RPC reaches it any more), then its pool stops the
-//! machine.
+//! table first (so no RPC reaches it any more, and its owner is told why by
+//! its tombstone), then its pool stops the machine.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,19 +10,24 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Coordinator;
 use crate::error::CoordError;
+use crate::instances::Cause;
 
 impl Coordinator {
     /// DestroyInstance: `owner`'s instance `id` is removed and its machine
     /// stopped.
     pub(crate) async fn destroy(&self, id: &str, owner: &str) -> Result<(), CoordError> {
         self.table.session(id, owner)?;
-        let inst = self.table.remove(id).ok_or(CoordError::Vanished)?;
+        let inst = self
+            .table
+            .remove(id, Cause::Destroyed)
+            .ok_or(CoordError::Vanished)?;
         self.pools.stop(&inst.record().buildlet).await;
         Ok(())
     }
 }
 
-/// Halts and removes instances whose idle time ran out, until cancelled.
+/// Halts and removes instances whose idle time ran out, and forgets old
+/// tombstones, until cancelled.
 pub(crate) async fn reaper(c: Arc<Coordinator>, cancel: CancellationToken) {
     let every = Duration::from_secs(c.config.reap_interval_secs.max(1));
     loop {
@@ -30,11 +35,13 @@ pub(crate) async fn reaper(c: Arc<Coordinator>, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        for inst in c.table.expired(SystemTime::now()) {
+        let now = SystemTime::now();
+        for inst in c.table.expired(now) {
             let rec = inst.record();
             tracing::info!(id = %rec.id, "instance expired; destroying");
-            c.table.remove(&rec.id);
+            c.table.remove(&rec.id, Cause::Expired);
             c.pools.stop(&rec.buildlet).await;
         }
+        c.table.prune_tombstones(now);
     }
 }

@@ -7,6 +7,7 @@
 mod buildlet_client;
 mod buildlet_http;
 mod coordinator;
+mod coordinator_semantics;
 mod daemon_lifecycle;
 mod day_one;
 mod gomote_cli;
