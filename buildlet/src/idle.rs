@@ -1,17 +1,13 @@
 //! Halting a buildlet nobody talks to any more (`--halt-after-idle`): every
-//! request notes the time, and a watcher resolves once none has arrived
-//! for the given duration. A coordinator heartbeats the buildlets of its
-//! live instances, so only one whose coordinator is gone goes this quiet.
+//! request notes the time (a layer in `routes`), and a watcher resolves
+//! once none has arrived for the given duration. A coordinator heartbeats
+//! the buildlets of its live instances, so only one whose coordinator is
+//! gone goes this quiet.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use tokio::time::Instant;
-
-use crate::app::AppState;
 
 /// When the last request arrived.
 #[derive(Debug)]
@@ -51,13 +47,6 @@ impl Activity {
             tokio::time::sleep_until(deadline).await;
         }
     }
-}
-
-/// Middleware noting every request, authenticated or not: any client still
-/// talking to the buildlet keeps it alive.
-pub async fn note(State(app): AppState, req: Request, next: Next) -> Response {
-    app.activity.touch();
-    next.run(req).await
 }
 
 /// A malformed `--halt-after-idle` value.

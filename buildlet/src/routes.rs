@@ -45,11 +45,15 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     open.merge(protected)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            app.clone(),
-            crate::idle::note,
-        ))
+        .layer(middleware::from_fn_with_state(app.clone(), note_request))
         .with_state(app)
+}
+
+/// Notes every request, authenticated or not, for `--halt-after-idle`: any
+/// client still talking to the buildlet keeps it alive.
+async fn note_request(State(app): AppState, req: Request, next: Next) -> Response {
+    app.activity.touch();
+    next.run(req).await
 }
 
 async fn require_password(State(app): AppState, req: Request, next: Next) -> Response {

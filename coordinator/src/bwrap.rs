@@ -386,14 +386,19 @@ impl Plan {
     }
 
     /// Runs `buildlet --version` in the sandbox an instance in `dir` would
-    /// get; on failure, what bwrap said.
-    pub fn probe(&self, dir: &Path, buildlet: &Path) -> Result<(), String> {
+    /// get, with environment `env`; on failure, what bwrap said.
+    pub fn probe(
+        &self,
+        dir: &Path,
+        buildlet: &Path,
+        env: &[(&str, OsString)],
+    ) -> Result<(), String> {
         let out = std::process::Command::new(&self.bwrap)
             .args(self.args(dir, buildlet))
             .arg(buildlet)
             .arg("--version")
             .env_clear()
-            .envs(crate::local_pool::base_env(dir))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -587,16 +592,21 @@ mod tests {
     /// The real sandbox on this host, when bubblewrap works here.
     #[test]
     fn instances_see_the_system_but_no_go_and_no_home() {
-        let Some(bwrap) = crate::local_pool::find_on_path("bwrap") else {
+        let Some(bwrap) = ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+        else {
             eprintln!("skipping: no bwrap");
             return;
         };
+        let env = [("PATH", OsString::from("/usr/bin:/bin"))];
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("inst");
         std::fs::create_dir_all(&dir).unwrap();
         let sh = Path::new("/bin/sh").canonicalize().unwrap();
         let plan = Plan::new(bwrap, &d.path().join("stub"), &[]);
-        if let Err(e) = plan.probe(&dir, Path::new("/bin/true")) {
+        if let Err(e) = plan.probe(&dir, Path::new("/bin/true"), &env) {
             eprintln!("skipping: bwrap cannot run here: {e}");
             return;
         }
@@ -609,7 +619,7 @@ mod tests {
                  ls /usr/lib/go-1.19 2>/dev/null | wc -l; touch ok && echo wrote",
             ])
             .env_clear()
-            .envs(crate::local_pool::base_env(&dir))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);

@@ -83,7 +83,7 @@ pub struct LocalPool {
 }
 
 /// The first `name` on this process's PATH.
-pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
@@ -98,7 +98,7 @@ const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 /// the start of every command's): nothing of the coordinator's, whose
 /// GOROOT, GOFLAGS or PATH would otherwise reach every instance. Builder
 /// types add theirs to each command.
-pub(crate) fn base_env(dir: &Path) -> Vec<(&'static str, OsString)> {
+fn base_env(dir: &Path) -> Vec<(&'static str, OsString)> {
     vec![
         ("HOME", dir.join("home").into_os_string()),
         ("PATH", SYSTEM_PATH.into()),
@@ -128,7 +128,7 @@ fn plan_sandbox(root: &Path, buildlet: &Path, bootstraps: &[PathBuf]) -> Result<
     }
     let probe = root.join(format!(".probe.{:08x}", rand::random::<u32>()));
     std::fs::create_dir_all(&probe).map_err(|e| format!("creating {}: {e}", probe.display()))?;
-    let res = plan.probe(&probe, buildlet);
+    let res = plan.probe(&probe, buildlet, &base_env(&probe));
     let _ = std::fs::remove_dir_all(&probe);
     res.map_err(|e| format!("bubblewrap cannot run the buildlet here: {e}"))?;
     Ok(plan)
