@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gomote_shared::proto::gomote_extension_service_client::GomoteExtensionServiceClient;
 use gomote_shared::proto::gomote_service_client::GomoteServiceClient;
 use tokio::sync::Mutex;
 use tonic::service::interceptor::InterceptedService;
@@ -77,6 +78,10 @@ impl tonic::service::Interceptor for Bearer {
 /// A gRPC client with credentials.
 pub type Grpc = GomoteServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// A client of our extensions beside GomoteService (a Go coordinator
+/// answers them Unimplemented).
+pub type ExtGrpc = GomoteExtensionServiceClient<InterceptedService<Channel, Bearer>>;
+
 /// One coordinator connection.
 #[derive(Debug)]
 pub struct Session {
@@ -84,6 +89,8 @@ pub struct Session {
     pub name: String,
     /// The client; clone it per call.
     pub grpc: Grpc,
+    /// Our extension service on the same connection.
+    pub ext: ExtGrpc,
     /// Plain HTTP (uploads, downloads).
     pub http: reqwest::Client,
     /// Whether the coordinator is on this machine.
@@ -247,11 +254,12 @@ async fn connect(name: &str, url: &str, token: &str) -> Result<Session, SessionE
         url: url.to_string(),
         detail: e.to_string(),
     })?;
-    let v = format!("Bearer {token}")
+    let v: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = format!("Bearer {token}")
         .parse()
         .map_err(|_| SessionError::BadToken)?;
     Ok(Session {
         name: name.to_string(),
+        ext: GomoteExtensionServiceClient::with_interceptor(ch.clone(), Bearer(v.clone())),
         grpc: GomoteServiceClient::with_interceptor(ch, Bearer(v))
             .max_decoding_message_size(64 << 20),
         http: reqwest::Client::builder()

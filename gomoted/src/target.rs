@@ -19,8 +19,10 @@ use crate::session::Session;
 pub struct OpError {
     /// The gRPC code, when the coordinator answered.
     pub code: Option<Code>,
-    /// What to show.
+    /// What to show (Go's `rpc error: code = ... desc = ...` for RPCs).
     pub text: String,
+    /// The coordinator's own message, without Go's framing.
+    pub desc: Option<String>,
 }
 
 impl OpError {
@@ -28,6 +30,7 @@ impl OpError {
         OpError {
             code: Some(s.code()),
             text: rpc_text(s),
+            desc: Some(s.message().to_string()),
         }
     }
 
@@ -35,12 +38,18 @@ impl OpError {
         OpError {
             code: None,
             text: e.to_string(),
+            desc: None,
         }
     }
 
-    /// Whether the instance does not exist.
+    /// Whether the instance (or what was named on it) does not exist.
     pub fn is_not_found(&self) -> bool {
         self.code == Some(Code::NotFound)
+    }
+
+    /// The coordinator's plain message when it answered, else the text.
+    pub fn message(&self) -> &str {
+        self.desc.as_deref().unwrap_or(&self.text)
     }
 }
 
@@ -56,6 +65,20 @@ pub enum RunEnd {
 }
 
 impl RunEnd {
+    /// A command that could not start: the coordinator's one-line reason
+    /// (a missing command or directory) when it gave one.
+    pub fn start_failure(e: &OpError) -> RunEnd {
+        match e.code {
+            Some(Code::Aborted) => RunEnd::Infra(
+                e.message()
+                    .strip_prefix("unable to execute command: ")
+                    .unwrap_or(e.message())
+                    .to_string(),
+            ),
+            _ => RunEnd::Infra(e.to_string()),
+        }
+    }
+
     /// The exit code `gomote run` passes through.
     pub fn code(&self) -> i32 {
         match self {
@@ -384,6 +407,9 @@ impl Inst {
                                         .unwrap_or(st.message())
                                         .to_string(),
                                 ),
+                                // The coordinator says in one line what
+                                // could not start (a missing command).
+                                Code::Aborted => RunEnd::start_failure(&OpError::rpc(&st)),
                                 _ => RunEnd::Infra(rpc_text(&st)),
                             };
                             Some((Err(end), (s, true)))

@@ -113,9 +113,9 @@ fn the_group_from_the_environment_is_announced_once() {
 
 #[test]
 fn ctrl_c_on_create_withdraws_what_still_waits() {
-    let env = GomoteEnv::with_local_capacity(1).unwrap();
-    let first = env.ok(&["create", &builder()]).unwrap().trim().to_string();
-    // Two more cannot start while the first holds the only slot.
+    let env = GomoteEnv::with_local_capacity(2).unwrap();
+    let first = env.ok(&["create", "-count=2", &builder()]).unwrap();
+    // Two more cannot start while the first two hold both slots.
     let mut child = env
         .spawn(&["create", "-status", "-count=2", &builder()], &[])
         .unwrap();
@@ -129,9 +129,10 @@ fn ctrl_c_on_create_withdraws_what_still_waits() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     wait_for_line(&rx, "Interrupted: withdrew 2", Duration::from_secs(10));
-    // Free the slot and ask again: were the withdrawn requests still queued,
-    // they would be served first and appear in the list.
-    env.ok(&["destroy", &first]).unwrap();
+    // Free the slots and ask again: were the withdrawn requests still
+    // queued, they would be served first and appear in the list.
+    let first: Vec<&str> = first.lines().collect();
+    env.ok(&["destroy", first[0], first[1]]).unwrap();
     let next = env.ok(&["create", &builder()]).unwrap().trim().to_string();
     assert_eq!(names(&env.ok(&["list"]).unwrap()), [next]);
 }
@@ -193,4 +194,81 @@ fn daemon_status_as_json() {
     assert!(o.contains("stopped gomoted"), "{o}");
     let o = env.run(&["daemon", "status", "-json"]).unwrap();
     assert_eq!((o.code, o.stdout.trim()), (3, "null"));
+}
+
+#[test]
+fn create_beyond_what_can_ever_run_is_refused_before_anything_changes() {
+    let env = GomoteEnv::with_local_capacity(2).unwrap();
+    let o = env
+        .run(&["create", "-count=3", "-new-group", "ng", &builder()])
+        .unwrap();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("could never finish"), "{}", o.stderr);
+    assert!(o.stderr.contains("ask for at most 2"), "{}", o.stderr);
+    assert_eq!(env.ok(&["list"]).unwrap(), "");
+    assert!(!env.ok(&["group", "list"]).unwrap().contains("ng"));
+}
+
+#[test]
+fn go_builder_names_work_and_typos_get_a_suggestion() {
+    let env = GomoteEnv::new("").unwrap();
+    let types = env.ok(&["create"]).unwrap();
+    let gotip = format!("gotip-{}", builder());
+    assert!(types.lines().any(|l| l == gotip), "{types}");
+    let name = env.ok(&["create", &gotip]).unwrap().trim().to_string();
+    assert!(name.ends_with(&format!("-{}-0", builder())), "{name}");
+    let typo = &builder()[..builder().len() - 1];
+    let o = env.run(&["create", typo]).unwrap();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("did you mean"), "{}", o.stderr);
+}
+
+#[test]
+fn missing_commands_directories_and_destroyed_instances_say_so() {
+    let env = GomoteEnv::new("").unwrap();
+    let made = env.ok(&["create", "-count=2", &builder()]).unwrap();
+    let made: Vec<&str> = made.lines().collect();
+    // One instance: one line naming the command and the instance.
+    let o = env.run(&["run", made[0], "no-such-cmd"]).unwrap();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let want = format!(
+        "command \"no-such-cmd\" not found on instance \"{}\"",
+        made[0]
+    );
+    assert!(o.stderr.contains(&want), "{}", o.stderr);
+    // A flag after the instance name is pointed out.
+    let o = env.run(&["run", made[0], "-v", "true"]).unwrap();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("flags go before the instance name"),
+        "{}",
+        o.stderr
+    );
+    // A group: a line per instance, non-zero exit.
+    env.ok(&["group", "create", "g"]).unwrap();
+    env.ok(&["-group", "g", "group", "add", made[0], made[1]])
+        .unwrap();
+    let o = env.run(&["-group", "g", "run", "no-such-cmd"]).unwrap();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert_eq!(
+        o.stderr.matches("not found on instance").count(),
+        2,
+        "{}",
+        o.stderr
+    );
+    // A directory that is not there.
+    let o = env.run(&["ls", made[0], "no/such/dir"]).unwrap();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("directory \"no/such/dir\" does not exist"),
+        "{}",
+        o.stderr
+    );
+    // A destroyed instance is reported as destroyed, by whom.
+    env.ok(&["destroy", made[1]]).unwrap();
+    let o = env.run(&["run", made[1], "true"]).unwrap();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("was destroyed at"), "{}", o.stderr);
+    assert!(o.stderr.contains("by you"), "{}", o.stderr);
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use gomote_shared::api::{CreateCmd, Event, exit};
 use gomote_shared::proto::create_instance_response::Status as CreateStatus;
 use gomote_shared::proto::{
-    CreateInstanceRequest, DestroyInstanceRequest, ListSwarmingBuildersRequest,
+    BuilderCapacityRequest, CreateInstanceRequest, DestroyInstanceRequest,
+    ListSwarmingBuildersRequest,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -88,15 +89,10 @@ pub async fn create(ctx: &Ctx, c: &CreateCmd) -> CmdResult {
     if count == 0 {
         return Err(usage("-count must be at least 1"));
     }
-    let offered = builders(ctx).await?;
-    if !offered.contains(builder) {
-        return Err(Failure::new(format!(
-            "unknown builder type {builder:?}; this coordinator offers: {} (builder types for other systems need a coordinator with such machines: see `gomote -server URL login`)",
-            offered.join(", ")
-        )));
-    }
-    let group = target_group(ctx, new_group.as_deref()).await?;
     let sess = ctx.session().await?;
+    // Checked before anything changes (a -new-group is made only after).
+    check_room(ctx, &sess, builder, count).await?;
+    let group = target_group(ctx, new_group.as_deref()).await?;
     // Ctrl-C in the CLI cancels this like a run: queued requests are
     // withdrawn and nothing appears afterwards.
     let run_id = format!("create-{:08x}", rand::random::<u32>());
@@ -177,6 +173,61 @@ pub async fn create(ctx: &Ctx, c: &CreateCmd) -> CmdResult {
         return super::run::setup(ctx, &insts).await;
     }
     Ok(0)
+}
+
+/// Checks that `builder` exists and that `count` instances of it can
+/// ever run at once, and says how many will wait. A coordinator without
+/// our extension (Go's) gets the plain builder-list check.
+async fn check_room(ctx: &Ctx, sess: &Session, builder: &str, count: u32) -> Result<(), Failure> {
+    let req = BuilderCapacityRequest {
+        builder_type: builder.to_string(),
+    };
+    let c = match sess.ext.clone().builder_capacity(req).await {
+        Ok(r) => r.into_inner(),
+        Err(e) if e.code() == tonic::Code::Unimplemented => {
+            let offered = builders(ctx).await?;
+            if !offered.iter().any(|b| b == builder) {
+                return Err(Failure::new(format!(
+                    "unknown builder type {builder:?}; this coordinator offers: {} (builder types for other systems need a coordinator with such machines: see `gomote -server URL login`)",
+                    offered.join(", ")
+                )));
+            }
+            return Ok(());
+        }
+        // Unknown names come back with a "did you mean".
+        Err(e) if e.code() == tonic::Code::InvalidArgument => {
+            return Err(Failure::new(e.message().to_string()));
+        }
+        Err(e) => {
+            return Err(Failure::new(format!(
+                "failed to create buildlet: {}",
+                rpc_text(&e)
+            )));
+        }
+    };
+    let want = i64::from(count);
+    if want > c.capacity {
+        return Err(Failure::new(format!(
+            "{builder} runs on host type {} with room for {} instance(s) at once on this coordinator, so -count={count} could never finish; ask for at most {}",
+            c.host_type, c.capacity, c.capacity
+        )));
+    }
+    let free = (c.capacity - c.running).max(0);
+    if want > free || c.queued > 0 {
+        let wait = (want - (free - c.queued).max(0)).clamp(0, want);
+        ctx.out
+            .log(format!(
+                "{wait} of {count} will wait: {} of {} {} slot(s) are taken ({} by you), {} request(s) already waiting ({} yours)",
+                c.running,
+                c.capacity,
+                c.host_type,
+                c.running_yours,
+                c.queued,
+                c.queued_yours
+            ))
+            .await;
+    }
+    Ok(())
 }
 
 /// The group new instances join, decided before anything is created: the

@@ -75,10 +75,14 @@ pub async fn ls(ctx: &Ctx, c: &LsCmd) -> CmdResult {
         .collect();
     let many = targets.len() > 1;
     for t in &targets {
-        let lines = t
-            .ls(&dir, *recursive, *digest, &skip)
-            .await
-            .map_err(|e| Failure::new(format!("unable to ls: {e}")))?;
+        let lines = t.ls(&dir, *recursive, *digest, &skip).await.map_err(|e| {
+            Failure::new(if e.is_not_found() {
+                // The coordinator names the missing directory or instance.
+                format!("unable to ls: {}", e.message())
+            } else {
+                format!("unable to ls: {e}")
+            })
+        })?;
         let mut s = String::new();
         if many {
             s.push_str(&format!("# {}\n", t.name()));

@@ -155,15 +155,35 @@ pub async fn instance(ctx: &Ctx, arg: &str) -> Result<Option<Inst>, ResolveError
     }
 }
 
+/// What the coordinator says of a name it never had (Go's wording).
+const NOT_EXIST: &str = "specified gomote instance does not exist";
+
 /// The message for an instance that does not exist, naming the live ones.
 pub async fn unknown_instance(ctx: &Ctx, arg: &str) -> String {
-    let mut base = format!(
-        "instance {arg:?}: rpc error: code = NotFound desc = specified gomote instance does not exist"
-    );
-    if let Some(g) = ctx.daemon.keepalive.gone(arg) {
-        let when = gomote_shared::timefmt::rfc3339(g.when);
-        base.push_str(&format!(" (gone since {when}: {})", g.why));
-    }
+    // A coordinator that remembers how the instance ended says so (when,
+    // and whether by you, expiry or the loss of its machine).
+    let told = match ctx.session().await {
+        Ok(sess) => Inst::Remote {
+            sess,
+            id: arg.to_string(),
+        }
+        .ping()
+        .await
+        .err()
+        .filter(|e| e.is_not_found() && !e.message().contains(NOT_EXIST))
+        .map(|e| e.message().to_string()),
+        Err(_) => None,
+    };
+    let base = match (told, ctx.daemon.keepalive.gone(arg)) {
+        (Some(t), _) => t,
+        // Only this daemon noticed (a coordinator without tombstones).
+        (None, Some(g)) => format!(
+            "instance {arg:?}: rpc error: code = NotFound desc = {NOT_EXIST} (gone since {}: {})",
+            gomote_shared::timefmt::rfc3339(g.when),
+            g.why
+        ),
+        (None, None) => format!("instance {arg:?}: rpc error: code = NotFound desc = {NOT_EXIST}"),
+    };
     match live(ctx).await {
         Ok(l) if l.is_empty() => {
             format!("{base}; you have no live instances (create one with `gomote create`)")

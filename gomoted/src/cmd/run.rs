@@ -50,7 +50,7 @@ async fn run_once(ctx: &Ctx, j: &Job<'_>) -> (JobEnd, Vec<u8>) {
     let mut buf = Vec::new();
     let mut s = match j.inst.exec(j.opts.clone(), j.imitate).await {
         Ok(s) => s,
-        Err(e) => return (JobEnd::Done(RunEnd::Infra(e.to_string())), buf),
+        Err(e) => return (JobEnd::Done(RunEnd::start_failure(&e)), buf),
     };
     loop {
         let item = tokio::select! {
@@ -272,13 +272,17 @@ pub async fn run(ctx: &Ctx, a: &RunCmd) -> CmdResult {
     record.state = if cancelled { "cancelled" } else { "done" }.into();
     ctx.daemon.state.put_run(&id, &record);
     if cancelled {
-        ctx.out
-            .log("Cancelled; the remote command was stopped.")
-            .await;
+        // Each job has said where its partial output is.
         return Ok(exit::INTERRUPTED);
     }
     if !many {
         return match &ends[0] {
+            JobEnd::Done(RunEnd::Infra(e)) if e.starts_with("command ") => {
+                Err(Failure::new(format!("{e}{}", flag_hint(&cmd))))
+            }
+            JobEnd::Done(RunEnd::Infra(e)) if e.starts_with("directory ") => {
+                Err(Failure::new(e.clone()))
+            }
             JobEnd::Done(RunEnd::Infra(e)) => {
                 Err(Failure::new(format!("unable to execute {cmd}: {e}")))
             }
@@ -289,6 +293,10 @@ pub async fn run(ctx: &Ctx, a: &RunCmd) -> CmdResult {
     let mut failed = 0;
     for (t, e) in targets.iter().zip(&ends) {
         match e {
+            JobEnd::Done(RunEnd::Infra(s)) if s.starts_with("command ") => {
+                failed += 1;
+                ctx.out.log(format!("{s}{}", flag_hint(&cmd))).await;
+            }
             JobEnd::Done(RunEnd::Failed(s)) | JobEnd::Done(RunEnd::Infra(s)) => {
                 failed += 1;
                 ctx.out
@@ -299,6 +307,15 @@ pub async fn run(ctx: &Ctx, a: &RunCmd) -> CmdResult {
         }
     }
     Ok(if failed > 0 { exit::FAILURE } else { 0 })
+}
+
+/// A "command" that looks like a flag was most likely meant for gomote.
+fn flag_hint(cmd: &str) -> &'static str {
+    if cmd.starts_with('-') {
+        " (gomote's flags go before the instance name: gomote run -flag NAME cmd)"
+    } else {
+        ""
+    }
 }
 
 /// `create -setup`: push GOROOT to each instance and run make.bash there,
