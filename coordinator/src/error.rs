@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use gomote_shared::buildlet_client;
 use gomote_shared::timefmt::rfc3339;
 
-use crate::explain::ExecFailure;
 use crate::pool::PoolError;
 use crate::tombstones::Tombstone;
 use crate::transfer::TransferError;
@@ -148,4 +147,43 @@ pub enum CoordError {
     /// An object or signed URL was refused (the code depends on why).
     #[error(transparent)]
     Transfer(#[from] TransferError),
+}
+
+/// Why ExecuteCommand could not run a command, or lost it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecFailure {
+    /// No such program on the instance. `detail` is the buildlet's own
+    /// words when they add something (the start error names the absolute
+    /// path tried; a missing script interpreter reads the same).
+    #[error(
+        "command {cmd:?} not found on instance {instance:?}{}",
+        detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+    )]
+    NoCommand {
+        /// The command as the client named it.
+        cmd: String,
+        /// The instance.
+        instance: String,
+        /// The buildlet's start error, if it said more than "not found".
+        detail: Option<String>,
+    },
+    /// The working directory asked for does not exist.
+    #[error("directory {dir:?} does not exist on instance {instance:?}")]
+    NoDirectory {
+        /// The directory as the client named it.
+        dir: String,
+        /// The instance.
+        instance: String,
+    },
+    /// Some other reason it could not start (the buildlet's words, e.g.
+    /// `fork/exec /x: permission denied`).
+    #[error("{0}")]
+    NotStarted(String),
+    /// The buildlet refused or did not answer, or the output stream broke.
+    #[error(transparent)]
+    Buildlet(buildlet_client::Error),
+    /// The output ended without saying how the command ended.
+    #[error("missing Process-State trailer")]
+    NoTrailer,
 }

@@ -15,7 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::CoordError;
-use crate::explain::{self, ExecAsked, ExecFailure};
+use crate::error::ExecFailure;
+use crate::explain::{self, ExecAsked};
 use crate::fetch::file_body;
 use crate::tokens::Identity;
 use crate::transfer::TransferError;
