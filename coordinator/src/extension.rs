@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use gomote_shared::proto::gomote_extension_service_server::GomoteExtensionService;
-use gomote_shared::proto::{BuilderCapacityRequest, BuilderCapacityResponse};
+use gomote_shared::proto::{
+    BuilderCapacityRequest, BuilderCapacityResponse, DeadInstance, DeadInstancesRequest,
+    DeadInstancesResponse,
+};
 use tonic::{Request, Response, Status};
 
 use crate::service::identify;
@@ -51,5 +54,28 @@ impl GomoteExtensionService for Extension {
             running_yours: count(load.in_use_yours),
             queued_yours: count(load.waiting_yours),
         }))
+    }
+
+    async fn dead_instances(
+        &self,
+        req: Request<DeadInstancesRequest>,
+    ) -> Result<Response<DeadInstancesResponse>, Status> {
+        let id = identify(&self.c, &req).await?;
+        let instances = self
+            .c
+            .table
+            .all()
+            .into_iter()
+            .filter(|i| i.record().owner == id.owner)
+            .filter_map(|i| {
+                let d = i.death()?;
+                Some(DeadInstance {
+                    gomote_id: i.id(),
+                    died: gomote_shared::timefmt::unix(d.when),
+                    reason: d.why,
+                })
+            })
+            .collect();
+        Ok(Response::new(DeadInstancesResponse { instances }))
     }
 }

@@ -165,6 +165,13 @@ fn a_killed_buildlet_is_reported_dead_at_once() {
         why.contains("its buildlet process (pid") && why.contains("exited"),
         "{why}"
     );
+    // `gomote list` marks it at once, and no longer as kept alive.
+    let list = env.ok(&["list"]).unwrap();
+    let line = list.lines().find(|l| l.starts_with(&name)).unwrap();
+    assert!(line.contains("\tDEAD since "), "{list}");
+    assert!(!line.contains("kept alive"), "{list}");
+    let json = env.ok(&["list", "-json"]).unwrap();
+    assert!(json.contains("\"dead\""), "{json}");
 }
 
 #[tokio::test]

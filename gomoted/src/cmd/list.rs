@@ -1,15 +1,16 @@
 //! `list`: the caller's instances in Go's line format
 //! (`<id>[ (<groups>)]\t<builder>\t<host>\texpires in <duration>`), or JSON.
 
-use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gomote_shared::api::ListCmd;
-use gomote_shared::proto::ListInstancesRequest;
+use gomote_shared::proto::{DeadInstancesRequest, ListInstancesRequest};
 use serde::Serialize;
 
 use super::ctx::{CmdResult, Ctx, Failure};
 use crate::rpc::rpc_text;
+use crate::session::Session;
 
 #[derive(Serialize)]
 struct Row {
@@ -26,6 +27,43 @@ struct Row {
     /// Why the last of those pushes failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     watch_error: Option<String>,
+    /// Its machine is gone: since when (RFC 3339) and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead: Option<Dead>,
+}
+
+#[derive(Clone, Serialize)]
+struct Dead {
+    since: String,
+    reason: String,
+}
+
+/// The caller's dead instances, from our coordinator's extension (a Go
+/// coordinator has none to offer: nothing is marked).
+async fn dead_instances(sess: &Session) -> HashMap<String, Dead> {
+    match sess
+        .ext
+        .clone()
+        .dead_instances(DeadInstancesRequest {})
+        .await
+    {
+        Ok(r) => r
+            .into_inner()
+            .instances
+            .into_iter()
+            .map(|d| {
+                let since = UNIX_EPOCH + Duration::from_secs(u64::try_from(d.died).unwrap_or(0));
+                (
+                    d.gomote_id,
+                    Dead {
+                        since: gomote_shared::timefmt::rfc3339(since),
+                        reason: d.reason,
+                    },
+                )
+            })
+            .collect(),
+        Err(_) => HashMap::new(),
+    }
 }
 
 /// Go's `time.Duration.String()` for a span in nanoseconds.
@@ -82,6 +120,7 @@ pub async fn list(ctx: &Ctx, c: &ListCmd) -> CmdResult {
         .map_err(|s| Failure::new(format!("unable to list instance: {}", rpc_text(&s))))?
         .into_inner()
         .instances;
+    let dead = dead_instances(&sess).await;
     let mut groups_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for g in d.state.group_names() {
         for m in d.state.group(&g).unwrap_or_default() {
@@ -98,9 +137,10 @@ pub async fn list(ctx: &Ctx, c: &ListCmd) -> CmdResult {
         let watching = d.watches.watching(&key);
         let watch_error = d.watches.error(&key);
         let in_group = groups_of.contains_key(&i.gomote_id);
-        let kept_alive = d
-            .keepalive
-            .intends(&i.gomote_id, in_group || watching.is_some());
+        let died = dead.get(&i.gomote_id).cloned();
+        let kept_alive = died.is_none()
+            && d.keepalive
+                .intends(&i.gomote_id, in_group || watching.is_some());
         let groups = groups_of.remove(&i.gomote_id).unwrap_or_default();
         let left = i128::from(i.expires) * 1_000_000_000 - now;
         if json {
@@ -114,10 +154,14 @@ pub async fn list(ctx: &Ctx, c: &ListCmd) -> CmdResult {
                 kept_alive,
                 watching: watching.map(|w| w.display().to_string()),
                 watch_error,
+                dead: died,
             });
         } else {
             // A fifth field, so tools reading the first four by tab are unaffected.
             let mut notes = Vec::new();
+            if let Some(x) = &died {
+                notes.push(format!("DEAD since {}: {} (destroy it)", x.since, x.reason));
+            }
             if kept_alive {
                 notes.push("kept alive by gomoted".to_string());
             }
