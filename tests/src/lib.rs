@@ -444,7 +444,10 @@ pub fn buildlet_pid(state: &Path, id: &str) -> Option<i32> {
 /// finds a command it ran on an instance, whose own pids (inside its
 /// sandbox) are not the host's.
 pub fn pid_by_argv(argv: &[&str]) -> Option<i32> {
-    let want: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
