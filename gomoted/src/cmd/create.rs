@@ -121,35 +121,7 @@ pub async fn create(ctx: &Ctx, c: &CreateCmd) -> CmdResult {
         } else {
             "another creation failed"
         };
-        match &group {
-            // Nothing would remember these: destroy rather than orphan them.
-            None => {
-                for m in &made {
-                    ctx.out.log(format!("Destroying {m}: {why}")).await;
-                    if let Err(e) = sess
-                        .grpc
-                        .clone()
-                        .destroy_instance(DestroyInstanceRequest {
-                            gomote_id: m.clone(),
-                        })
-                        .await
-                    {
-                        ctx.out
-                            .log(format!("unable to destroy {m}: {}", rpc_text(&e)))
-                            .await;
-                    }
-                }
-            }
-            Some(g) if !made.is_empty() => {
-                ctx.out
-                    .log(format!(
-                        "Kept {} created instance(s) in group {g:?}",
-                        made.len()
-                    ))
-                    .await;
-            }
-            Some(_) => {}
-        }
+        leave_nothing_behind(ctx, &sess, group.as_deref(), &made, why).await;
         if interrupted {
             ctx.out
                 .log(format!(
@@ -173,6 +145,46 @@ pub async fn create(ctx: &Ctx, c: &CreateCmd) -> CmdResult {
         return super::run::setup(ctx, &insts).await;
     }
     Ok(0)
+}
+
+/// After a failure or Ctrl-C: instances no group remembers are destroyed
+/// rather than orphaned; those in a group stay there, and the user is told.
+async fn leave_nothing_behind(
+    ctx: &Ctx,
+    sess: &Session,
+    group: Option<&str>,
+    made: &[String],
+    why: &str,
+) {
+    match group {
+        // Nothing would remember these: destroy rather than orphan them.
+        None => {
+            for m in made {
+                ctx.out.log(format!("Destroying {m}: {why}")).await;
+                if let Err(e) = sess
+                    .grpc
+                    .clone()
+                    .destroy_instance(DestroyInstanceRequest {
+                        gomote_id: m.clone(),
+                    })
+                    .await
+                {
+                    ctx.out
+                        .log(format!("unable to destroy {m}: {}", rpc_text(&e)))
+                        .await;
+                }
+            }
+        }
+        Some(g) if !made.is_empty() => {
+            ctx.out
+                .log(format!(
+                    "Kept {} created instance(s) in group {g:?}",
+                    made.len()
+                ))
+                .await;
+        }
+        Some(_) => {}
+    }
 }
 
 /// Checks that `builder` exists and that `count` instances of it can
