@@ -17,69 +17,43 @@ use tokio::sync::OnceCell;
 /// the `/exec` that asked for the firewall (or every later one) forever.
 const RULE_TIMEOUT: Duration = Duration::from_secs(10);
 
-const RULES: [&[&str]; 4] = [
-    &[
-        "-I",
-        "OUTPUT",
-        "1",
-        "-m",
-        "state",
-        "--state",
-        "NEW",
-        "-d",
-        "10.0.0.0/8",
-        "-j",
-        "ACCEPT",
-    ],
-    &[
-        "-A",
-        "OUTPUT",
-        "-p",
-        "tcp",
-        "-m",
-        "state",
-        "--state",
-        "NEW",
-        "--dport",
-        "443",
-        "-j",
-        "REJECT",
-        "--reject-with",
-        "tcp-reset",
-    ],
-    &[
-        "-A",
-        "OUTPUT",
-        "-p",
-        "tcp",
-        "-m",
-        "state",
-        "--state",
-        "NEW",
-        "--dport",
-        "80",
-        "-j",
-        "REJECT",
-        "--reject-with",
-        "tcp-reset",
-    ],
-    &[
-        "-A",
-        "OUTPUT",
-        "-p",
-        "tcp",
-        "-m",
-        "state",
-        "--state",
-        "NEW",
-        "--dport",
-        "22",
-        "-j",
-        "REJECT",
-        "--reject-with",
-        "tcp-reset",
-    ],
+/// Accept new outbound connections to 10/8 (the builders' own network).
+const ALLOW_PRIVATE: &[&str] = &[
+    "-I",
+    "OUTPUT",
+    "1",
+    "-m",
+    "state",
+    "--state",
+    "NEW",
+    "-d",
+    "10.0.0.0/8",
+    "-j",
+    "ACCEPT",
 ];
+
+/// The ports whose new outbound TCP connections are reset, in Go's order.
+const REJECTED_PORTS: [&str; 3] = ["443", "80", "22"];
+
+/// The rule that resets new outbound TCP connections to `port`.
+fn reject(port: &str) -> [&str; 14] {
+    [
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-m",
+        "state",
+        "--state",
+        "NEW",
+        "--dport",
+        port,
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ]
+}
 
 /// Why one firewall command failed.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +101,9 @@ static ONCE: OnceCell<()> = OnceCell::const_new();
 /// logged and the command runs anyway.
 pub async fn enable_once() {
     ONCE.get_or_init(|| async {
-        for r in RULES {
+        let rejects = REJECTED_PORTS.map(reject);
+        let rules = std::iter::once(ALLOW_PRIVATE).chain(rejects.iter().map(|r| &r[..]));
+        for r in rules {
             if let Err(e) = run("iptables", r, RULE_TIMEOUT).await {
                 tracing::warn!(error = %e, "iptables rule failed");
             }
@@ -185,6 +161,25 @@ async fn run(program: &str, args: &[&str], limit: Duration) -> Result<(), Firewa
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rules_are_go_s() {
+        assert_eq!(
+            super::ALLOW_PRIVATE.join(" "),
+            "-I OUTPUT 1 -m state --state NEW -d 10.0.0.0/8 -j ACCEPT"
+        );
+        let rejects: Vec<String> = super::REJECTED_PORTS
+            .map(super::reject)
+            .iter()
+            .map(|r| r.join(" "))
+            .collect();
+        assert_eq!(
+            rejects,
+            ["443", "80", "22"].map(|p| format!(
+                "-A OUTPUT -p tcp -m state --state NEW --dport {p} -j REJECT --reject-with tcp-reset"
+            ))
+        );
+    }
+
     use super::*;
 
     #[tokio::test]

@@ -24,6 +24,8 @@ mod server;
 mod session;
 mod state;
 mod target;
+#[cfg(test)]
+mod testutil;
 mod transfer;
 mod watch;
 

@@ -266,13 +266,7 @@ mod tests {
     use super::*;
 
     fn tree(files: &[(&str, &str)], gitignore: &str) -> (tempfile::TempDir, LocalTree) {
-        let d = tempfile::tempdir().unwrap();
-        for (p, body) in files {
-            let abs = d.path().join(p);
-            std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
-            std::fs::write(abs, body).unwrap();
-        }
-        std::fs::write(d.path().join(".gitignore"), gitignore).unwrap();
+        let d = crate::testutil::files(files, gitignore);
         let t = walk(d.path(), &LocalManifest::default()).unwrap();
         (d, t)
     }

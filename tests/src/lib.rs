@@ -799,3 +799,59 @@ pub mod anchor {
         Ok(out)
     }
 }
+
+/// GomoteService and extension clients for tests that speak gRPC to a
+/// coordinator directly, with or without a bearer token.
+pub mod grpc {
+    use gomote_shared::proto::gomote_extension_service_client::GomoteExtensionServiceClient;
+    use gomote_shared::proto::gomote_service_client::GomoteServiceClient;
+    use tonic::service::interceptor::InterceptedService;
+    use tonic::transport::Channel;
+
+    use super::Coordinator;
+
+    /// Adds `authorization: Bearer <token>` when there is a token.
+    #[derive(Debug, Clone)]
+    pub struct Bearer(pub Option<String>);
+
+    impl tonic::service::Interceptor for Bearer {
+        fn call(
+            &mut self,
+            mut req: tonic::Request<()>,
+        ) -> Result<tonic::Request<()>, tonic::Status> {
+            if let Some(t) = &self.0 {
+                let v = format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| tonic::Status::internal("token is not header text"))?;
+                req.metadata_mut().insert("authorization", v);
+            }
+            Ok(req)
+        }
+    }
+
+    /// A GomoteService client.
+    pub type Client = GomoteServiceClient<InterceptedService<Channel, Bearer>>;
+    /// A GomoteExtensionService client.
+    pub type Ext = GomoteExtensionServiceClient<InterceptedService<Channel, Bearer>>;
+
+    /// A connection to `c`.
+    pub async fn channel(c: &Coordinator) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(c.url())?.connect().await?)
+    }
+
+    /// A GomoteService client of `c` calling with `token`.
+    pub async fn client(c: &Coordinator, token: Option<&str>) -> anyhow::Result<Client> {
+        Ok(GomoteServiceClient::with_interceptor(
+            channel(c).await?,
+            Bearer(token.map(str::to_string)),
+        ))
+    }
+
+    /// An extension-service client of `c` calling with `token`.
+    pub async fn ext(c: &Coordinator, token: Option<&str>) -> anyhow::Result<Ext> {
+        Ok(GomoteExtensionServiceClient::with_interceptor(
+            channel(c).await?,
+            Bearer(token.map(str::to_string)),
+        ))
+    }
+}

@@ -7,35 +7,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use gomote_shared::proto::create_instance_response::Status as CreateStatus;
-use gomote_shared::proto::gomote_service_client::GomoteServiceClient;
 use gomote_shared::proto::*;
+use gomote_tests::grpc::{self, Client};
 use gomote_tests::{Coordinator, buildlet_pid, eventually_async, poll_async, signal, tgz_names};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
-
-type Client = GomoteServiceClient<InterceptedService<Channel, Bearer>>;
-
-#[derive(Clone)]
-struct Bearer(Option<String>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(t) = &self.0 {
-            req.metadata_mut()
-                .insert("authorization", format!("Bearer {t}").parse().unwrap());
-        }
-        Ok(req)
-    }
-}
+use tonic::{Code, Status};
 
 async fn client(c: &Coordinator, token: Option<&str>) -> Client {
-    let ch = Channel::from_shared(c.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    GomoteServiceClient::with_interceptor(ch, Bearer(token.map(str::to_string)))
+    grpc::client(c, token).await.unwrap()
 }
 
 fn config(extra: &str) -> String {

@@ -9,47 +9,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use gomote_shared::proto::create_instance_response::Status as CreateStatus;
-use gomote_shared::proto::gomote_extension_service_client::GomoteExtensionServiceClient;
-use gomote_shared::proto::gomote_service_client::GomoteServiceClient;
 use gomote_shared::proto::*;
+use gomote_tests::grpc::{self, Client, Ext};
 use gomote_tests::{Coordinator, eventually_async, kill_buildlets_under, poll_async};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use tonic::{Code, Request, Status, Streaming};
-
-type Client = GomoteServiceClient<InterceptedService<Channel, Bearer>>;
-type Ext = GomoteExtensionServiceClient<InterceptedService<Channel, Bearer>>;
-
-#[derive(Clone)]
-struct Bearer(Option<String>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(t) = &self.0 {
-            req.metadata_mut()
-                .insert("authorization", format!("Bearer {t}").parse().unwrap());
-        }
-        Ok(req)
-    }
-}
-
-async fn channel(c: &Coordinator) -> Channel {
-    Channel::from_shared(c.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
+use tonic::{Code, Status, Streaming};
 
 async fn client(c: &Coordinator, token: &str) -> Client {
-    GomoteServiceClient::with_interceptor(channel(c).await, Bearer(Some(token.into())))
+    grpc::client(c, Some(token)).await.unwrap()
 }
 
 async fn ext(c: &Coordinator, token: Option<&str>) -> Ext {
-    GomoteExtensionServiceClient::with_interceptor(
-        channel(c).await,
-        Bearer(token.map(str::to_string)),
-    )
+    grpc::ext(c, token).await.unwrap()
 }
 
 fn config(idle_secs: u64) -> String {

@@ -170,23 +170,14 @@ fn generated_tree() -> tempfile::TempDir {
 }
 
 /// What push leaves alone on both sides, for the comparisons: VERSION,
-/// the ignored and excluded, and dist's generated files.
-const SKIP: [&str; 14] = [
-    "VERSION",
-    "gen",
-    "pkg",
-    "bin",
-    ".git",
-    "src/cmd/cgo/zdefaultcc.go",
-    "src/cmd/go/internal/cfg/zdefaultcc.go",
-    "src/cmd/go/internal/cfg/zosarch.go",
-    "src/cmd/internal/objabi/zbootstrap.go",
-    "src/go/build/zcgo.go",
-    "src/internal/buildcfg/zbootstrap.go",
-    "src/internal/runtime/sys/zversion.go",
-    "src/runtime/internal/sys/zversion.go",
-    "src/time/tzdata/zzipdata.go",
-];
+/// the ignored and excluded, and dist's generated files (the daemon's own
+/// list, so the two cannot drift apart).
+fn skipped() -> Vec<&'static str> {
+    ["VERSION", "gen", "pkg", "bin", ".git"]
+        .into_iter()
+        .chain(gomoted::DIST_GENERATED)
+        .collect()
+}
 
 /// Every kind of change, pushed and checked, on the tree at `root`.
 fn edits_round_trip(env: &GomoteEnv, root: &Path, inst: &str, edit_dir: &str) {
@@ -223,7 +214,7 @@ fn edits_round_trip(env: &GomoteEnv, root: &Path, inst: &str, edit_dir: &str) {
         "{}",
         o.stderr
     );
-    let mut skip_all = SKIP.to_vec();
+    let mut skip_all = skipped();
     let esc = format!("{edit_dir}/gomote_escape");
     let tmp = format!("{edit_dir}/scratch.tmp");
     skip_all.push(&esc);
@@ -285,7 +276,7 @@ fn push_keeps_a_generated_tree_in_step() {
         "{}",
         o.stderr
     );
-    assert_in_step(&env, root, &inst, &SKIP);
+    assert_in_step(&env, root, &inst, &skipped());
     let r = remote_view(&env, root, &inst, &[]);
     assert!(!r.contains_key("gen/out.txt") && !r.contains_key("pkg/linux_amd64/x.a"));
     // Nothing changed: nothing sent.
@@ -301,7 +292,7 @@ fn push_keeps_a_generated_tree_in_step() {
     std::fs::remove_file(root.join("src/pkg1/f1.go")).unwrap();
     write(root, "src/pkg1/f1.go/inner.go", "package inner\n");
     ok(&env, root, &["push", &inst]).unwrap();
-    let mut skip = SKIP.to_vec();
+    let mut skip = skipped();
     skip.push("src/pkg3");
     assert_in_step(&env, root, &inst, &skip);
 }
@@ -326,7 +317,7 @@ fn push_keeps_a_real_goroot_in_step() {
     );
     let inst = create(&env, &root);
     ok(&env, &root, &["push", &inst]).unwrap();
-    assert_in_step(&env, &root, &inst, &SKIP);
+    assert_in_step(&env, &root, &inst, &skipped());
     edits_round_trip(&env, &root, &inst, "src/fmt");
 }
 
@@ -390,8 +381,8 @@ fn a_push_killed_half_way_leaves_no_half_file_and_the_next_completes() {
     assert_ne!(status.code(), Some(0), "push survived its daemon?");
     assert!(start.elapsed() < Duration::from_secs(30));
     // Whatever arrived is whole: every remote file has its local digest.
-    let local = local_view(root, &SKIP);
-    let remote = remote_view(&env, root, &inst, &SKIP);
+    let local = local_view(root, &skipped());
+    let remote = remote_view(&env, root, &inst, &skipped());
     for (k, v) in &remote {
         assert_eq!(
             local.get(k),
@@ -407,7 +398,7 @@ fn a_push_killed_half_way_leaves_no_half_file_and_the_next_completes() {
     );
     // The next push completes the tree.
     ok(&env, root, &["push", &inst]).unwrap();
-    assert_in_step(&env, root, &inst, &SKIP);
+    assert_in_step(&env, root, &inst, &skipped());
 }
 
 /// Fails the test unless `f` holds within 15 s.
@@ -455,7 +446,7 @@ fn watch_pushes_saves_and_a_plain_push_is_a_barrier() {
     write(root, "src/newdir/deeper/x.go", "package deeper\n");
     let o = ok(&env, root, &["push", &inst]).unwrap();
     assert!(o.stderr.contains("in sync with"), "{}", o.stderr);
-    assert_in_step(&env, root, &inst, &SKIP);
+    assert_in_step(&env, root, &inst, &skipped());
     // A command that changes go/ is noticed and repaired without a save.
     ok(
         &env,
@@ -470,7 +461,7 @@ fn watch_pushes_saves_and_a_plain_push_is_a_barrier() {
     )
     .unwrap();
     ok(&env, root, &["push", &inst]).unwrap();
-    assert_in_step(&env, root, &inst, &SKIP);
+    assert_in_step(&env, root, &inst, &skipped());
     let status = ok(&env, root, &["daemon", "status"]).unwrap().stdout;
     assert!(
         status.contains(&inst) && status.contains("inotify"),
@@ -490,7 +481,7 @@ fn watch_pushes_saves_and_a_plain_push_is_a_barrier() {
     std::thread::sleep(Duration::from_millis(400));
     assert!(!remote_view(&env, root, &inst, &[]).contains_key("src/pkg2/after.go"));
     ok(&env, root, &["push", &inst]).unwrap();
-    assert_in_step(&env, root, &inst, &SKIP);
+    assert_in_step(&env, root, &inst, &skipped());
 }
 
 #[test]
@@ -507,7 +498,7 @@ fn watch_falls_back_to_scanning() {
         let r = remote_view(&env, root, &inst, &[]);
         r.contains_key("src/pkg2/scanned.go") && !r.contains_key("src/pkg1/f1.go")
     });
-    assert_in_step(&env, root, &inst, &SKIP);
+    assert_in_step(&env, root, &inst, &skipped());
 }
 
 #[test]
@@ -535,13 +526,13 @@ fn a_group_of_three_gets_one_upload() {
     assert_eq!(members.len(), 3, "{members:?}");
     for m in &members {
         assert!(uploads[0].contains(m.as_str()), "{m} not in {}", uploads[0]);
-        assert_in_step(&env, root, m, &SKIP);
+        assert_in_step(&env, root, m, &skipped());
     }
     // Watching the group: one save reaches all three.
     ok(&env, root, &["-group=trio", "push", "-watch"]).unwrap();
     write(root, "src/pkg2/everyone.go", "package p\n");
     ok(&env, root, &["-group=trio", "push"]).unwrap();
     for m in &members {
-        assert_in_step(&env, root, m, &SKIP);
+        assert_in_step(&env, root, m, &skipped());
     }
 }

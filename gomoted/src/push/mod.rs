@@ -19,8 +19,6 @@ pub mod plan;
 mod progress;
 mod report;
 mod send;
-#[cfg(test)]
-mod testutil;
 
 use std::collections::HashMap;
 use std::path::Path;

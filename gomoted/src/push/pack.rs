@@ -250,7 +250,7 @@ impl Packer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::push::testutil::tree;
+    use crate::testutil::tree;
 
     #[test]
     fn packer_hashes_what_it_sends() {

@@ -206,7 +206,7 @@ mod tests {
 
     use super::*;
     use crate::manifest::{LocalManifest, parse_listing};
-    use crate::push::testutil::{hashed, tree};
+    use crate::testutil::{hashed, tree};
 
     fn names(v: &[Item]) -> Vec<&str> {
         v.iter().map(Item::name).collect()
