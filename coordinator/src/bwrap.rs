@@ -17,6 +17,33 @@ use std::process::Stdio;
 
 use gomote_shared::relpath;
 
+/// Why the sandbox cannot be used on this host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// bubblewrap is not installed.
+    #[error("bubblewrap (bwrap) is not on PATH")]
+    NoBwrap,
+    /// A file or program could not be used.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// bubblewrap ran and refused (no user namespaces, say).
+    #[error("bubblewrap cannot run the buildlet here: {said} ({status})")]
+    Refused {
+        /// Its last line of complaint.
+        said: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
+}
+
 /// The system directories instances see, read-only, when they exist.
 const SYSTEM_DIRS: [&str; 3] = ["usr", "etc", "sys"];
 
@@ -392,7 +419,7 @@ impl Plan {
         dir: &Path,
         buildlet: &Path,
         env: &[(&str, OsString)],
-    ) -> Result<(), String> {
+    ) -> Result<(), SandboxError> {
         let out = std::process::Command::new(&self.bwrap)
             .args(self.args(dir, buildlet))
             .arg(buildlet)
@@ -403,16 +430,24 @@ impl Plan {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
-            .map_err(|e| format!("running {}: {e}", self.bwrap.display()))?;
+            .map_err(|source| SandboxError::Io {
+                what: "running",
+                path: self.bwrap.display().to_string(),
+                source,
+            })?;
         if out.status.success() {
             return Ok(());
         }
         let said = String::from_utf8_lossy(&out.stderr);
-        Err(format!(
-            "{} ({})",
-            said.lines().last().unwrap_or("no message").trim(),
-            out.status
-        ))
+        Err(SandboxError::Refused {
+            said: said
+                .lines()
+                .last()
+                .unwrap_or("no message")
+                .trim()
+                .to_string(),
+            status: out.status,
+        })
     }
 }
 

@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::bwrap::{self, Plan};
+use crate::bwrap::{self, Plan, SandboxError};
 use crate::config::Sandbox;
 use crate::pool::{Handle, Pool, PoolError, Started};
 
@@ -116,22 +116,33 @@ fn stub_path(root: &Path) -> PathBuf {
 
 /// Plans the sandbox for buildlets under `root` and checks it runs
 /// `buildlet` here; why not otherwise.
-fn plan_sandbox(root: &Path, buildlet: &Path, bootstraps: &[PathBuf]) -> Result<Plan, String> {
-    let bwrap = find_on_path("bwrap").ok_or("bubblewrap (bwrap) is not on PATH")?;
+fn plan_sandbox(
+    root: &Path,
+    buildlet: &Path,
+    bootstraps: &[PathBuf],
+) -> Result<Plan, SandboxError> {
+    let bwrap = find_on_path("bwrap").ok_or(SandboxError::NoBwrap)?;
     let stub = stub_path(root);
     let plan = Plan::new(bwrap, &stub, bootstraps);
     if !plan.stubbed.is_empty() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::write(&stub, bwrap::NOT_INSTALLED)
             .and_then(|()| std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)))
-            .map_err(|e| format!("writing {}: {e}", stub.display()))?;
+            .map_err(|source| SandboxError::Io {
+                what: "writing",
+                path: stub.display().to_string(),
+                source,
+            })?;
     }
     let probe = root.join(format!(".probe.{:08x}", rand::random::<u32>()));
-    std::fs::create_dir_all(&probe).map_err(|e| format!("creating {}: {e}", probe.display()))?;
+    std::fs::create_dir_all(&probe).map_err(|source| SandboxError::Io {
+        what: "creating",
+        path: probe.display().to_string(),
+        source,
+    })?;
     let res = plan.probe(&probe, buildlet, &base_env(&probe));
     let _ = std::fs::remove_dir_all(&probe);
-    res.map_err(|e| format!("bubblewrap cannot run the buildlet here: {e}"))?;
-    Ok(plan)
+    res.map(|()| plan)
 }
 
 impl LocalPool {
