@@ -190,8 +190,18 @@ fn daemon_status_as_json() {
     let o = env.ok(&["daemon", "status", "-json"]).unwrap();
     let v: gomote_shared::api::Status = serde_json::from_str(&o).unwrap();
     assert_eq!(Some(i32::try_from(v.pid).unwrap()), env.daemon_pid());
-    let o = env.ok(&["daemon", "stop"]).unwrap();
-    assert!(o.contains("stopped gomoted"), "{o}");
+    let o = env.run(&["daemon", "stop"]).unwrap();
+    assert!(o.stdout.contains("stopped gomoted"), "{}", o.stdout);
+    // It says what becomes of the instances.
+    assert!(
+        o.stderr.contains("nothing keeps them alive now"),
+        "{}",
+        o.stderr
+    );
+    // The daemon's log is a file: no terminal colour codes in it.
+    let log = std::fs::read_to_string(env.dir.path().join("data/gomote/gomoted.log")).unwrap();
+    assert!(log.contains("gomoted serving"), "{log}");
+    assert!(!log.contains('\x1b'), "{log}");
     let o = env.run(&["daemon", "status", "-json"]).unwrap();
     assert_eq!((o.code, o.stdout.trim()), (3, "null"));
 }
@@ -271,4 +281,37 @@ fn missing_commands_directories_and_destroyed_instances_say_so() {
     assert_eq!(o.code, 1, "{}", o.stderr);
     assert!(o.stderr.contains("was destroyed at"), "{}", o.stderr);
     assert!(o.stderr.contains("by you"), "{}", o.stderr);
+}
+
+#[test]
+fn what_the_daemon_keeps_alive_survives_its_restart() {
+    // The coordinator expires idle instances after 3 s; the daemon keeps
+    // recently used ones alive, pinging every second.
+    let env =
+        GomoteEnv::with_config("keepalive_interval_secs = 1", "idle_timeout_secs = 3").unwrap();
+    let name = env.ok(&["create", &builder()]).unwrap().trim().to_string();
+    env.ok(&["ls", &name]).unwrap();
+    env.ok(&["daemon", "restart"]).unwrap();
+    // Time must pass here: more than twice the 3 s expiry, so an instance
+    // the restarted daemon forgot would be gone by now.
+    std::thread::sleep(Duration::from_secs(7));
+    let list = env.ok(&["list"]).unwrap();
+    assert!(list.starts_with(&format!("{name}\t")), "{list:?}");
+    assert!(list.contains("kept alive by gomoted"), "{list:?}");
+}
+
+#[test]
+fn bad_group_names_and_patterns_are_one_line_refusals() {
+    let env = GomoteEnv::new("").unwrap();
+    let o = env
+        .run(&["create", "-new-group", "../escape", &builder()])
+        .unwrap();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("invalid group name"), "{}", o.stderr);
+    assert_eq!(env.ok(&["list"]).unwrap(), "", "nothing was created");
+    let name = env.ok(&["create", &builder()]).unwrap().trim().to_string();
+    let o = env.run(&["run", "-until", "(", &name, "true"]).unwrap();
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(o.stderr.contains("unclosed group"), "{}", o.stderr);
 }

@@ -89,6 +89,9 @@ pub async fn create(ctx: &Ctx, c: &CreateCmd) -> CmdResult {
     if count == 0 {
         return Err(usage("-count must be at least 1"));
     }
+    if let Some(g) = new_group {
+        super::group::valid(g)?;
+    }
     let sess = ctx.session().await?;
     // Checked before anything changes (a -new-group is made only after).
     check_room(ctx, &sess, builder, count).await?;

@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::ctx::{CmdResult, Ctx, Failure, usage};
 use super::resolve;
 
-fn valid(name: &str) -> Result<(), Failure> {
+/// Group names become keys and, in Go's client, file names: no paths.
+pub fn valid(name: &str) -> Result<(), Failure> {
     if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
         return Err(Failure::new(format!("invalid group name {name:?}")));
     }

@@ -173,10 +173,17 @@ fn output_dir(ctx: &Ctx, collect: bool) -> Result<PathBuf, Failure> {
 /// `gomote run`.
 pub async fn run(ctx: &Ctx, a: &RunCmd) -> CmdResult {
     let until = match &a.until {
-        Some(re) => Some(
-            regex::bytes::Regex::new(re)
-                .map_err(|e| usage(format!("bad regexp {re:?} for 'until': {e}")))?,
-        ),
+        Some(re) => Some(regex::bytes::Regex::new(re).map_err(|e| {
+            // The regex crate's message spans lines; one line here.
+            let why = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            usage(format!("bad regexp {re:?} for 'until': {why}"))
+        })?),
         None => None,
     };
     if let Some(bad) = a.env.iter().find(|e| !e.is_empty() && !e.contains('=')) {
