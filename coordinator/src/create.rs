@@ -233,6 +233,11 @@ impl Coordinator {
         health::watch(&inst, pool, self.heartbeat_every());
         self.table.insert(inst);
         tracing::info!(id = %name, user = %id.user, "instance created");
+        self.audit.record(crate::audit::Event::InstanceCreate {
+            actor: id.email.clone(),
+            subject: name.to_string(),
+            builder: builder.name.clone(),
+        });
         Ok(Some(CreateInstanceResponse {
             instance: Some(ProtoInstance {
                 gomote_id: name.to_string(),
@@ -258,6 +263,7 @@ mod tests {
             email: format!("{user}@example.com"),
             owner: format!("local:{user}@example.com"),
             user: user.to_string(),
+            admin: false,
         }
     }
 
@@ -313,9 +319,9 @@ mod tests {
         }
         assert_eq!(c.queues.load(&b.host_type, &alice.owner).waiting, 0);
         // Freeing the slot creates nothing for them.
-        c.destroy("alice-b-0", &alice.owner).await.expect("destroy");
+        c.destroy("alice-b-0", &alice).await.expect("destroy");
         assert_eq!(c.queues.load(&b.host_type, &alice.owner).in_use, 0);
-        assert!(c.table.list(&alice.owner).is_empty());
+        assert!(c.table.list(Some(&alice.owner)).is_empty());
         assert_eq!(pool.started(), 1);
     }
 
@@ -334,7 +340,10 @@ mod tests {
             .await
             .expect("the task ends")
             .expect("create task");
-        assert!(c.table.list(&alice.owner).is_empty(), "nothing listed");
+        assert!(
+            c.table.list(Some(&alice.owner)).is_empty(),
+            "nothing listed"
+        );
         assert_eq!(pool.stopped.lock().len(), 1, "its machine was stopped");
         assert_eq!(c.queues.load("h", &alice.owner).in_use, 0, "slot freed");
         // The name was never handed out, so it is free again and has no
@@ -357,14 +366,17 @@ mod tests {
         let c2 = c.clone();
         let owner = alice.owner.clone();
         let dropper = tokio::spawn(async move {
-            until(|| !c2.table.list(&owner).is_empty()).await;
+            until(|| !c2.table.list(Some(&owner)).is_empty()).await;
             drop(m);
         });
         c.clone()
             .create(alice.clone(), testing::builder(), reply)
             .await;
         dropper.await.expect("dropper");
-        assert!(c.table.list(&alice.owner).is_empty(), "nothing listed");
+        assert!(
+            c.table.list(Some(&alice.owner)).is_empty(),
+            "nothing listed"
+        );
         assert_eq!(pool.stopped.lock().len(), 1, "its machine was stopped");
     }
 

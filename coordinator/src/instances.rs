@@ -289,6 +289,17 @@ impl Table {
     /// when and why, if it is one of `owner`'s that ended lately),
     /// PermissionDenied when another user owns it; renews its expiry.
     pub fn session(&self, id: &str, owner: &str) -> Result<Arc<Instance>, CoordError> {
+        self.session_as(id, owner, false)
+    }
+
+    /// [`Table::session`] for a caller who may be an administrator, who
+    /// may reach any instance.
+    pub fn session_as(
+        &self,
+        id: &str,
+        owner: &str,
+        admin: bool,
+    ) -> Result<Arc<Instance>, CoordError> {
         let found = self.map.lock().get(id).cloned();
         let Some(inst) = found else {
             return Err(match self.tombstones.find(id, owner, SystemTime::now()) {
@@ -296,7 +307,7 @@ impl Table {
                 None => CoordError::NoSuchInstance,
             });
         };
-        if inst.record().owner != owner {
+        if !admin && inst.record().owner != owner {
             return Err(CoordError::NotOwner);
         }
         let rec = inst.renew(self.idle);
@@ -304,13 +315,14 @@ impl Table {
         Ok(inst)
     }
 
-    /// The owner's instances, sorted by name.
-    pub fn list(&self, owner: &str) -> Vec<Record> {
+    /// The owner's instances (every instance for `None`: an
+    /// administrator's list).
+    pub fn list(&self, owner: Option<&str>) -> Vec<Record> {
         self.map
             .lock()
             .values()
             .map(|i| i.record())
-            .filter(|r| r.owner == owner)
+            .filter(|r| owner.is_none_or(|o| r.owner == o))
             .collect()
     }
 

@@ -24,11 +24,14 @@
 //!   gRPC API; maps errors to status codes), `extension` (the RPCs beyond
 //!   Go's), `web` (the HTTP side).
 
+pub mod accounts;
+pub mod audit;
 pub mod builder_names;
 pub mod builders;
 pub mod bwrap;
 pub mod config;
 pub mod create;
+pub mod enroll;
 pub mod error;
 pub mod explain;
 pub mod extension;
@@ -36,11 +39,14 @@ pub mod fetch;
 pub mod health;
 pub mod instances;
 pub mod local_pool;
+pub mod manage;
+pub mod password;
 pub mod pool;
 pub mod pools;
 pub mod queue;
 pub mod restore;
 pub mod service;
+pub mod statefile;
 pub mod teardown;
 #[cfg(test)]
 mod testing;
@@ -48,10 +54,11 @@ pub mod tokens;
 pub mod tombstones;
 pub mod transfer;
 pub mod web;
+pub mod webform;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +107,10 @@ pub struct Coordinator {
     /// Its configuration.
     pub config: Config,
     tokens: Tokens,
+    accounts: accounts::Accounts,
+    audit: audit::Audit,
+    csrf: webform::CsrfKey,
+    public_url: String,
     table: Table,
     queues: Arc<Queues>,
     pools: Pools,
@@ -191,8 +202,10 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 "opening database (is another coordinator using it?): {e}"
             ))
         })?;
-    let transfers =
-        Transfers::open(&opts.state, &db, public_url).map_err(|e| state_err(e.to_string()))?;
+    let transfers = Transfers::open(&opts.state, &db, public_url.clone())
+        .map_err(|e| state_err(e.to_string()))?;
+    // `user add` prints links under this URL when not told another.
+    manage::note_public_url(&opts.state, &public_url).map_err(|e| state_err(e.to_string()))?;
     let table = Table::new(
         db.open_tree("instances")
             .map_err(|e| state_err(e.to_string()))?,
@@ -212,6 +225,10 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let c = Arc::new(Coordinator {
         config: opts.config,
         tokens: Tokens::new(&opts.state),
+        accounts: accounts::Accounts::new(&opts.state),
+        audit: audit::Audit::new(&opts.state),
+        csrf: webform::CsrfKey::default(),
+        public_url: public_url.clone(),
         table,
         queues,
         pools,
@@ -254,12 +271,6 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
 }
 
 impl Coordinator {
-    /// Creates a token for `email` in a state directory (the `token create`
-    /// command; works while a coordinator is serving from it).
-    pub fn create_token(state: &Path, email: &str) -> Result<String, tokens::TokenError> {
-        Tokens::new(state).create(email)
-    }
-
     /// Counts for the status page: instances, and per host type its pool,
     /// slots and waiters.
     pub fn status(&self) -> (usize, Vec<HostStatus>) {

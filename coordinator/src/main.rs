@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use gomote_coordinator::{Coordinator, Options, config::Config};
+use gomote_coordinator::{Options, config::Config};
+
+mod admin_cli;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,26 +36,18 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Manage bearer tokens.
+    /// Manage bearer tokens (expiring; for robots such as CI, too).
     Token {
         #[command(subcommand)]
-        cmd: TokenCmd,
+        cmd: admin_cli::TokenCmd,
+    },
+    /// Manage user accounts.
+    User {
+        #[command(subcommand)]
+        cmd: admin_cli::UserCmd,
     },
     /// Print the built-in configuration for this machine as TOML.
     DefaultConfig,
-}
-
-#[derive(Debug, Subcommand)]
-enum TokenCmd {
-    /// Create a token for a user and print it.
-    Create {
-        /// State directory of the coordinator.
-        #[arg(long)]
-        state: PathBuf,
-        /// The user's e-mail address (its local part names their instances).
-        #[arg(long)]
-        user: String,
-    },
 }
 
 async fn serve(listen: String, state: PathBuf, config: Option<PathBuf>) -> anyhow::Result<()> {
@@ -105,11 +99,8 @@ fn main() -> ExitCode {
         } => tokio::runtime::Runtime::new()
             .context("starting runtime")
             .and_then(|rt| rt.block_on(serve(listen, state, config))),
-        Cmd::Token {
-            cmd: TokenCmd::Create { state, user },
-        } => Coordinator::create_token(&state, &user)
-            .map(|t| println!("{t}"))
-            .map_err(Into::into),
+        Cmd::Token { cmd } => admin_cli::token(cmd),
+        Cmd::User { cmd } => admin_cli::user(cmd),
         Cmd::DefaultConfig => toml::to_string_pretty(&Config::builtin())
             .map(|t| print!("{t}"))
             .map_err(Into::into),

@@ -14,11 +14,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::accounts::{Role, UserState};
+use crate::audit::{DenyReason, Event};
 use crate::error::CoordError;
 use crate::error::ExecFailure;
 use crate::explain::{self, ExecAsked};
 use crate::fetch::file_body;
-use crate::tokens::Identity;
+use crate::tokens::{Identity, Lookup};
 use crate::transfer::TransferError;
 use crate::{Coordinator, builder_names, create};
 
@@ -42,20 +44,43 @@ impl Service {
 }
 
 /// Who is calling: the bearer token's identity (every RPC of every
-/// service this coordinator serves starts here).
+/// service this coordinator serves starts here). A token of a disabled
+/// user is refused like an unknown one; a refusal is audited with its
+/// reason, while the caller learns nothing about which check failed.
 pub(crate) async fn identify<T>(c: &Coordinator, req: &Request<T>) -> Result<Identity, Status> {
-    let unauth = || Status::unauthenticated("request does not contain the required authentication");
-    let v = req.metadata().get("authorization").ok_or_else(unauth)?;
-    let v = v.to_str().map_err(|_| unauth())?;
+    let deny = |reason: DenyReason| {
+        let rpc = req
+            .extensions()
+            .get::<tonic::GrpcMethod>()
+            .map_or_else(String::new, |m| format!("{}/{}", m.service(), m.method()));
+        c.audit.record(Event::AuthDenied { rpc, reason });
+        Status::unauthenticated("request does not contain valid authentication")
+    };
+    let v = req
+        .metadata()
+        .get("authorization")
+        .ok_or_else(|| deny(DenyReason::Missing))?;
+    let v = v.to_str().map_err(|_| deny(DenyReason::Malformed))?;
     let token = v
         .strip_prefix("Bearer ")
         .or_else(|| v.strip_prefix("bearer "))
-        .ok_or_else(unauth)?
+        .ok_or_else(|| deny(DenyReason::Malformed))?
         .trim();
-    match c.tokens.lookup(token).await {
-        Ok(Some(id)) => Ok(id),
-        Ok(None) => Err(Status::unauthenticated("invalid or unknown token")),
-        Err(e) => Err(Status::internal(format!("checking token: {e}"))),
+    let mut id = match c.tokens.lookup(token).await {
+        Ok(Lookup::Valid(id)) => id,
+        Ok(Lookup::Expired) => return Err(deny(DenyReason::Expired)),
+        Ok(Lookup::Unknown) => return Err(deny(DenyReason::Unknown)),
+        Err(e) => return Err(Status::internal(format!("checking token: {e}"))),
+    };
+    // Tokens of e-mails without an account (robots, tokens older than
+    // accounts) act as plain users.
+    match c.accounts.get(&id.email).await {
+        Ok(Some(u)) if u.state == UserState::Disabled => Err(deny(DenyReason::Disabled)),
+        Ok(u) => {
+            id.admin = u.is_some_and(|u| u.role == Role::Admin);
+            Ok(id)
+        }
+        Err(e) => Err(Status::internal(format!("checking account: {e}"))),
     }
 }
 
@@ -146,7 +171,7 @@ impl GomoteService for Service {
         if gid.is_empty() {
             return Err(Status::invalid_argument("invalid gomote ID"));
         }
-        self.c.destroy(gid, &id.owner).await?;
+        self.c.destroy(gid, &id).await?;
         Ok(Response::new(DestroyInstanceResponse {}))
     }
 
@@ -237,7 +262,7 @@ impl GomoteService for Service {
         if gid.is_empty() {
             return Err(Status::invalid_argument("invalid gomote ID"));
         }
-        let inst = self.c.table.session(gid, &id.owner)?;
+        let inst = self.c.table.session_as(gid, &id.owner, id.admin)?;
         inst.check_alive()?;
         Ok(Response::new(InstanceAliveResponse {}))
     }
@@ -279,7 +304,7 @@ impl GomoteService for Service {
         let instances = self
             .c
             .table
-            .list(&id.owner)
+            .list((!id.admin).then_some(id.owner.as_str()))
             .into_iter()
             .map(|r| Instance {
                 gomote_id: r.id,

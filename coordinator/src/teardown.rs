@@ -9,18 +9,25 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::Coordinator;
+use crate::audit::Event;
 use crate::error::CoordError;
 use crate::instances::Cause;
+use crate::tokens::Identity;
 
 impl Coordinator {
-    /// DestroyInstance: `owner`'s instance `id` is removed and its machine
-    /// stopped.
-    pub(crate) async fn destroy(&self, id: &str, owner: &str) -> Result<(), CoordError> {
-        self.table.session(id, owner)?;
+    /// DestroyInstance: the caller's instance `id` (any instance for an
+    /// administrator) is removed and its machine stopped.
+    pub(crate) async fn destroy(&self, id: &str, who: &Identity) -> Result<(), CoordError> {
+        self.table.session_as(id, &who.owner, who.admin)?;
         let inst = self
             .table
             .remove(id, Cause::Destroyed)
             .ok_or(CoordError::Vanished)?;
+        self.audit.record(Event::InstanceDestroy {
+            actor: who.email.clone(),
+            subject: id.to_string(),
+            owner: inst.record().owner.trim_start_matches("local:").to_string(),
+        });
         self.pools.stop(&inst.record().buildlet).await;
         Ok(())
     }

@@ -220,6 +220,10 @@ pub fn coordinator(pool: Arc<FakePool>) -> (Arc<Coordinator>, tempfile::TempDir)
     let c = Coordinator {
         config,
         tokens: Tokens::new(dir.path()),
+        accounts: crate::accounts::Accounts::new(dir.path()),
+        audit: crate::audit::Audit::new(dir.path()),
+        csrf: crate::webform::CsrfKey::default(),
+        public_url: "http://127.0.0.1:0".into(),
         table,
         queues,
         pools,

@@ -23,7 +23,8 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/objects/{name}", get(download))
         .route("/healthz", get(|| async { "ok" }))
         .route("/", get(status_page))
-        .with_state(c)
+        .with_state(c.clone())
+        .merge(crate::enroll::router(c))
 }
 
 fn err(status: StatusCode, msg: impl std::fmt::Display) -> Response {
