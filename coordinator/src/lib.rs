@@ -271,6 +271,13 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
 }
 
 impl Coordinator {
+    /// Creates a token for `email` that never expires in a state directory:
+    /// the embedded coordinator's token, which `gomoted` keeps for good
+    /// (`token create` makes expiring ones).
+    pub fn create_token(state: &std::path::Path, email: &str) -> Result<String, tokens::TokenError> {
+        Tokens::new(state).create_unexpiring(email).map(|t| t.token)
+    }
+
     /// Counts for the status page: instances, and per host type its pool,
     /// slots and waiters.
     pub fn status(&self) -> (usize, Vec<HostStatus>) {

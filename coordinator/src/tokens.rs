@@ -92,6 +92,7 @@ impl Entry {
     fn line(&self) -> String {
         match (self.created, self.expires) {
             (Some(c), Some(e)) => format!("{} {} {c} {e}\n", self.hash, self.email),
+            (Some(c), None) => format!("{} {} {c} never\n", self.hash, self.email),
             _ => format!("{} {}\n", self.hash, self.email),
         }
     }
@@ -173,6 +174,16 @@ impl Tokens {
     /// Makes a new token for `email`, valid for `ttl`, and records its
     /// hash.
     pub fn create(&self, email: &str, ttl: Duration) -> Result<Issued, TokenError> {
+        self.issue(email, Some(ttl))
+    }
+
+    /// Makes a token that never expires: only for the token an embedded
+    /// coordinator's own daemon keeps.
+    pub fn create_unexpiring(&self, email: &str) -> Result<Issued, TokenError> {
+        self.issue(email, None)
+    }
+
+    fn issue(&self, email: &str, ttl: Option<Duration>) -> Result<Issued, TokenError> {
         user_of(email)?;
         if email.contains(char::is_whitespace) {
             return Err(TokenError::BadEmail(email.to_string()));
@@ -183,7 +194,7 @@ impl Tokens {
             hash: hash(&token),
             email: email.to_string(),
             created: Some(created),
-            expires: Some(created.saturating_add(ttl.as_secs())),
+            expires: ttl.map(|t| created.saturating_add(t.as_secs())),
         };
         // Under the lock: a concurrent revoke rewrites the file and must
         // not drop this line.
@@ -353,6 +364,13 @@ mod tests {
         // A new token appended after it leaves it readable.
         t.create("x@example.com", DEFAULT_TTL).unwrap();
         assert!(matches!(t.lookup(old).await.unwrap(), Lookup::Valid(_)));
+        let forever = t.create_unexpiring("me@localhost").unwrap();
+        assert!(matches!(
+            t.lookup(&forever.token).await.unwrap(),
+            Lookup::Valid(_)
+        ));
+        let l = t.list().unwrap();
+        assert_eq!(l.last().unwrap().expires, None);
     }
 
     #[tokio::test]
