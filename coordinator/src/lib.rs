@@ -274,7 +274,10 @@ impl Coordinator {
     /// Creates a token for `email` that never expires in a state directory:
     /// the embedded coordinator's token, which `gomoted` keeps for good
     /// (`token create` makes expiring ones).
-    pub fn create_token(state: &std::path::Path, email: &str) -> Result<String, tokens::TokenError> {
+    pub fn create_token(
+        state: &std::path::Path,
+        email: &str,
+    ) -> Result<String, tokens::TokenError> {
         Tokens::new(state).create_unexpiring(email).map(|t| t.token)
     }
 
