@@ -35,6 +35,8 @@ enum Cmd {
         /// A TOML configuration [default: built in for this machine].
         #[arg(long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Manage bearer tokens (expiring; for robots such as CI, too).
     Token {
@@ -50,7 +52,45 @@ enum Cmd {
     DefaultConfig,
 }
 
-async fn serve(listen: String, state: PathBuf, config: Option<PathBuf>) -> anyhow::Result<()> {
+/// TLS: files, a self-signed certificate, or plaintext.
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// TLS certificate chain (PEM) [default: self-signed, off loopback].
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve TLS with the self-signed certificate on loopback too.
+    #[arg(long, conflicts_with_all = ["tls_cert", "plaintext", "insecure_plaintext"])]
+    tls_self_signed: bool,
+    /// Serve plaintext (refused off loopback).
+    #[arg(long, conflicts_with_all = ["tls_cert", "insecure_plaintext"])]
+    plaintext: bool,
+    /// Serve plaintext on any address (behind a TLS-terminating proxy).
+    #[arg(long, conflicts_with = "tls_cert")]
+    insecure_plaintext: bool,
+}
+
+impl TlsArgs {
+    fn mode(self) -> gomote_coordinator::tls::TlsMode {
+        use gomote_coordinator::tls::TlsMode;
+        match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => TlsMode::Files { cert, key },
+            _ if self.tls_self_signed => TlsMode::SelfSigned,
+            _ if self.insecure_plaintext => TlsMode::InsecurePlaintext,
+            _ if self.plaintext => TlsMode::Plaintext,
+            _ => TlsMode::Auto,
+        }
+    }
+}
+
+async fn serve(
+    listen: String,
+    state: PathBuf,
+    config: Option<PathBuf>,
+    tls: gomote_coordinator::tls::TlsMode,
+) -> anyhow::Result<()> {
     // Reading the file, or asking the host's `go` for its GOROOT, blocks.
     let config = tokio::task::spawn_blocking(move || match config {
         Some(p) => Config::load(&p),
@@ -62,8 +102,14 @@ async fn serve(listen: String, state: PathBuf, config: Option<PathBuf>) -> anyho
         listen: listen.clone(),
         state,
         config,
+        tls,
     })
     .await?;
+    if let Some(fp) = &running.fingerprint {
+        // Users compare this with what `gomote login` shows them (before
+        // the address, which tells scripts the start is over).
+        eprintln!("gomote-coordinator: TLS certificate fingerprint {fp}");
+    }
     if listen.ends_with(":0") {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", running.addr)?;
@@ -96,9 +142,10 @@ fn main() -> ExitCode {
             listen,
             state,
             config,
+            tls,
         } => tokio::runtime::Runtime::new()
             .context("starting runtime")
-            .and_then(|rt| rt.block_on(serve(listen, state, config))),
+            .and_then(|rt| rt.block_on(serve(listen, state, config, tls.mode()))),
         Cmd::Token { cmd } => admin_cli::token(cmd),
         Cmd::User { cmd } => admin_cli::user(cmd),
         Cmd::DefaultConfig => toml::to_string_pretty(&Config::builtin())

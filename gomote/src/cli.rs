@@ -433,7 +433,13 @@ pub enum GroupCmd {
 
 /// `gomote login`.
 #[derive(Debug, Args)]
-pub struct LoginArgs {}
+pub struct LoginArgs {
+    /// Pin the coordinator's certificate with this fingerprint
+    /// (`SHA256:...`, as the coordinator prints it) if system roots do not
+    /// vouch for it.
+    #[arg(long, value_name = "SHA256:...")]
+    pub fingerprint: Option<String>,
+}
 
 /// Commands the daemon does not offer yet: anything is accepted.
 #[derive(Debug, Args)]

@@ -158,7 +158,17 @@ fn run() -> anyhow::Result<i32> {
         .context("starting the async runtime")?;
     let socket = gomote_shared::paths::socket();
     let mut renderer = render::Renderer::new(std::io::stdout(), std::io::stderr(), env.tty);
-    let code = rt.block_on(client::send(&socket, &req, &mut renderer));
+    let mut code = rt.block_on(client::send(&socket, &req, &mut renderer));
+    // A login that met an untrusted certificate: ask at a terminal, and log
+    // in again pinning it.
+    if let Some((url, fp)) = renderer.untrusted.take()
+        && let ApiCmd::Login(login) = &mut req.cmd
+        && std::io::stdin().is_terminal()
+        && confirm_certificate(&url, &fp)?
+    {
+        login.fingerprint = Some(fp);
+        code = rt.block_on(client::send(&socket, &req, &mut renderer));
+    }
     renderer.finish();
     drop(saved_stdin);
     code
@@ -177,6 +187,27 @@ fn save_stdin() -> anyhow::Result<tempfile::NamedTempFile> {
         .flush()
         .context("saving standard input")?;
     Ok(file)
+}
+
+/// Asks whether to trust a coordinator's certificate.
+fn confirm_certificate(url: &str, fp: &str) -> anyhow::Result<bool> {
+    eprintln!("The certificate of {url} is not trusted: {fp}");
+    loop {
+        eprint!("Trust it? (yes/no) ");
+        let mut answer = String::new();
+        if std::io::stdin()
+            .read_line(&mut answer)
+            .context("reading the answer")?
+            == 0
+        {
+            return Ok(false);
+        }
+        match answer.trim() {
+            "yes" => return Ok(true),
+            "no" => return Ok(false),
+            _ => {}
+        }
+    }
 }
 
 /// `gomote login`: the token from standard input.

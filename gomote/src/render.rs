@@ -26,6 +26,8 @@ pub struct Renderer<O: Write, E: Write> {
     bar: Option<ProgressBar>,
     /// The run to cancel on Ctrl-C.
     pub run_id: Option<String>,
+    /// `login` met an untrusted certificate: its URL and fingerprint.
+    pub untrusted: Option<(String, String)>,
 }
 
 impl<O: Write, E: Write> Renderer<O, E> {
@@ -37,6 +39,7 @@ impl<O: Write, E: Write> Renderer<O, E> {
             tty,
             bar: None,
             run_id: None,
+            untrusted: None,
         }
     }
 
@@ -62,6 +65,9 @@ impl<O: Write, E: Write> Renderer<O, E> {
                 self.finish();
                 self.out.flush()?;
                 return Ok(Flow::Exit(code));
+            }
+            Event::UntrustedCertificate { url, fingerprint } => {
+                self.untrusted = Some((url, fingerprint));
             }
             Event::Unknown => {}
         }

@@ -147,9 +147,10 @@ pub fn build(cli: Cli, env: &Env) -> Result<Action, UsageError> {
                 Stdin::None,
             )
         }
-        Cmd::Login(_) => (
+        Cmd::Login(a) => (
             ApiCmd::Login(api::LoginCmd {
                 token: String::new(),
+                fingerprint: a.fingerprint.clone(),
             }),
             Stdin::Token,
         ),

@@ -26,6 +26,7 @@ mod state;
 mod target;
 #[cfg(test)]
 mod testutil;
+mod tls;
 mod transfer;
 mod watch;
 

@@ -50,6 +50,45 @@ pub enum SessionError {
         /// Why.
         detail: String,
     },
+    /// The coordinator's certificate is neither vouched for by the system
+    /// roots nor pinned.
+    #[error(
+        "The certificate of {url} is not trusted: {seen}; if that is the fingerprint \
+         the coordinator printed, run `gomote -server {url} login -fingerprint {seen}`"
+    )]
+    Untrusted {
+        /// The URL.
+        url: String,
+        /// The certificate's fingerprint.
+        seen: String,
+    },
+    /// The certificate is not the one pinned.
+    #[error(
+        "the certificate of {url} changed: pinned {pinned}, now {seen}; if the \
+         coordinator's certificate was replaced, re-pin it with \
+         `gomote -server {url} login -fingerprint {seen}`"
+    )]
+    Changed {
+        /// The URL.
+        url: String,
+        /// The pinned fingerprint.
+        pinned: String,
+        /// The certificate's fingerprint.
+        seen: String,
+    },
+    /// `login -fingerprint` names another certificate than the one seen.
+    #[error("the certificate of {url} is {seen}, not {given} as -fingerprint says; refusing it")]
+    Mismatch {
+        /// The URL.
+        url: String,
+        /// What the user gave.
+        given: String,
+        /// The certificate's fingerprint.
+        seen: String,
+    },
+    /// TLS could not be configured.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
     /// The token cannot be sent as a header.
     #[error("the stored token is not valid header text")]
     BadToken,
@@ -180,6 +219,7 @@ impl Sessions {
             listen: "127.0.0.1:0".into(),
             state: state_dir.clone(),
             config,
+            tls: gomote_coordinator::tls::TlsMode::Plaintext,
         })
         .await?;
         let token = match self.state.token(EMBEDDED) {
@@ -198,7 +238,8 @@ impl Sessions {
                 t
             }
         };
-        let s = Arc::new(connect(EMBEDDED, &format!("http://{}", running.addr), &token).await?);
+        let s =
+            Arc::new(connect(EMBEDDED, &format!("http://{}", running.addr), &token, None).await?);
         *guard = Some((s.clone(), running));
         Ok(s)
     }
@@ -212,20 +253,57 @@ impl Sessions {
             .state
             .token(url)
             .ok_or_else(|| SessionError::NotLoggedIn(url.to_string()))?;
-        let s = Arc::new(connect(url, url, &token).await?);
+        let s = Arc::new(connect(url, url, &token, self.pin(url)).await?);
         map.insert(url.to_string(), s.clone());
         Ok(s)
     }
 
-    /// Stores a token for a coordinator and checks it works.
-    pub async fn login(&self, url: &str, token: &str) -> Result<(), SessionError> {
-        let s = connect(url, url, token).await?;
+    /// The pinned certificate fingerprint for a coordinator.
+    fn pin(&self, url: &str) -> Option<String> {
+        let v = self.state.tree("pins").ok()?.get(url).ok()??;
+        String::from_utf8(v.to_vec()).ok()
+    }
+
+    /// Stores a token for a coordinator and checks it works; `fingerprint`
+    /// pins the certificate if system roots do not vouch for it.
+    pub async fn login(
+        &self,
+        url: &str,
+        token: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<(), SessionError> {
+        let mut pin = None;
+        let s = match connect(url, url, token, self.pin(url)).await {
+            Ok(s) => s,
+            Err(SessionError::Untrusted { seen, .. } | SessionError::Changed { seen, .. })
+                if fingerprint.is_some_and(|f| gomote_shared::tls::same_fingerprint(f, &seen)) =>
+            {
+                pin = Some(seen.clone());
+                connect(url, url, token, Some(seen)).await?
+            }
+            Err(SessionError::Untrusted { seen, .. } | SessionError::Changed { seen, .. })
+                if fingerprint.is_some() =>
+            {
+                return Err(SessionError::Mismatch {
+                    url: url.to_string(),
+                    given: fingerprint.unwrap_or_default().to_string(),
+                    seen,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         s.grpc
             .clone()
             .authenticate(gomote_shared::proto::AuthenticateRequest {})
             .await
             .map_err(|e| SessionError::Refused(rpc_text(&e)))?;
         self.state.set_token(url, token)?;
+        if let Some(p) = pin {
+            let pins = self.state.tree("pins")?;
+            pins.insert(url, p.as_bytes()).map_err(StateError::from)?;
+            pins.flush_async().await.map_err(StateError::from)?;
+            tracing::info!(%url, fingerprint = %p, "pinned the coordinator's certificate");
+        }
         self.remote
             .lock()
             .await
@@ -242,7 +320,12 @@ impl Sessions {
     }
 }
 
-async fn connect(name: &str, url: &str, token: &str) -> Result<Session, SessionError> {
+async fn connect(
+    name: &str,
+    url: &str,
+    token: &str,
+    pin: Option<String>,
+) -> Result<Session, SessionError> {
     let endpoint = Channel::from_shared(url.to_string())
         .map_err(|e| SessionError::BadUrl {
             url: url.to_string(),
@@ -250,10 +333,35 @@ async fn connect(name: &str, url: &str, token: &str) -> Result<Session, SessionE
         })?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true);
-    let ch = endpoint.connect().await.map_err(|e| SessionError::Dial {
-        url: url.to_string(),
-        detail: e.to_string(),
-    })?;
+    let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    let ch = if url.starts_with("https://") {
+        let verifier = crate::tls::PinVerifier::new(url, pin);
+        // Uploads and downloads verify the same way as gRPC.
+        http = http.use_preconfigured_tls(verifier.client_config(&[b"http/1.1"])?);
+        let r = endpoint
+            .connect_with_connector(crate::tls::Connector::new(&verifier)?)
+            .await;
+        r.map_err(|e| match verifier.refused.lock().take() {
+            Some((seen, crate::tls::Decision::Changed { pinned })) => SessionError::Changed {
+                url: url.to_string(),
+                pinned,
+                seen,
+            },
+            Some((seen, _)) => SessionError::Untrusted {
+                url: url.to_string(),
+                seen,
+            },
+            None => SessionError::Dial {
+                url: url.to_string(),
+                detail: error_chain(&e),
+            },
+        })?
+    } else {
+        endpoint.connect().await.map_err(|e| SessionError::Dial {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })?
+    };
     let v: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = format!("Bearer {token}")
         .parse()
         .map_err(|_| SessionError::BadToken)?;
@@ -262,11 +370,22 @@ async fn connect(name: &str, url: &str, token: &str) -> Result<Session, SessionE
         ext: GomoteExtensionServiceClient::with_interceptor(ch.clone(), Bearer(v.clone())),
         grpc: GomoteServiceClient::with_interceptor(ch, Bearer(v))
             .max_decoding_message_size(64 << 20),
-        http: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()?,
+        http: http.build()?,
         loopback: is_loopback_url(url),
     })
+}
+
+/// An error and its causes, for transport errors whose top line says
+/// little.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 /// Whether a URL's host is this machine.

@@ -303,6 +303,10 @@ pub struct GroupCmd {
 pub struct LoginCmd {
     /// The token the CLI read from standard input.
     pub token: String,
+    /// `-fingerprint`: the coordinator certificate to pin if system roots
+    /// do not vouch for it (`SHA256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// One item of a command's reply stream.
@@ -343,6 +347,14 @@ pub enum Event {
     Exit {
         /// The exit code.
         code: i32,
+    },
+    /// `login` met a certificate nothing vouches for; a CLI on a terminal
+    /// asks whether to trust it and logs in again with this fingerprint.
+    UntrustedCertificate {
+        /// The coordinator URL.
+        url: String,
+        /// The certificate's `SHA256:...` fingerprint.
+        fingerprint: String,
     },
     /// An event this CLI does not know (from a newer daemon); ignored.
     #[serde(other)]

@@ -20,6 +20,7 @@ pub mod relpath;
 pub mod safefs;
 pub mod tarpack;
 pub mod timefmt;
+pub mod tls;
 pub mod untar;
 
 /// The GomoteService gRPC API, generated from `proto/gomote.proto`.

@@ -335,12 +335,19 @@ pub struct Coordinator {
     /// Its state directory.
     pub state: PathBuf,
     config: PathBuf,
+    /// More `serve` flags (TLS).
+    args: Vec<String>,
     _dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Coordinator {
     /// Starts a coordinator with `config` (TOML) in a new state directory.
     pub fn start(config: &str) -> Result<Coordinator> {
+        Self::start_with(config, &[])
+    }
+
+    /// Like [`Coordinator::start`], with more `serve` flags.
+    pub fn start_with(config: &str, args: &[&str]) -> Result<Coordinator> {
         let dir = std::sync::Arc::new(tempfile::tempdir()?);
         let state = dir.path().join("state");
         let cfg = dir.path().join("config.toml");
@@ -350,6 +357,7 @@ impl Coordinator {
             addr: String::new(),
             state,
             config: cfg,
+            args: args.iter().map(|a| a.to_string()).collect(),
             _dir: dir,
         };
         c.spawn()?;
@@ -362,6 +370,7 @@ impl Coordinator {
             .arg(&self.state)
             .arg("--config")
             .arg(&self.config)
+            .args(&self.args)
             .env("GOMOTE_COORDINATOR_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -406,9 +415,22 @@ impl Coordinator {
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }
 
-    /// `http://addr`.
+    /// `http://addr`, or `https://addr` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.args.iter().any(|a| a == "--tls-self-signed") {
+            format!("https://{}", self.addr)
+        } else {
+            format!("http://{}", self.addr)
+        }
+    }
+
+    /// The `SHA256:...` fingerprint of its self-signed certificate.
+    pub fn fingerprint(&self) -> Result<String> {
+        use base64::Engine as _;
+        let pem = std::fs::read_to_string(self.state.join("tls/cert.pem"))?;
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(b64)?;
+        Ok(gomote_shared::tls::fingerprint(&der))
     }
 }
 

@@ -14,3 +14,4 @@ mod gomote_cli;
 mod hermetic;
 mod push;
 mod seed;
+mod tls;

@@ -1,10 +1,11 @@
 //! `gomote login` (store a token for a coordinator after checking it) and
 //! the instance names shell completion offers.
 
-use gomote_shared::api::LoginCmd;
+use gomote_shared::api::{Event, LoginCmd};
 
 use super::ctx::{CmdResult, Ctx, Failure, usage};
 use super::resolve;
+use crate::session::SessionError;
 
 /// `gomote -server URL login`, the token on standard input.
 pub async fn login(ctx: &Ctx, c: &LoginCmd) -> CmdResult {
@@ -14,11 +15,30 @@ pub async fn login(ctx: &Ctx, c: &LoginCmd) -> CmdResult {
         ));
     };
     ctx.out.log("Authenticating with the gomote service.").await;
-    ctx.daemon
+    match ctx
+        .daemon
         .sessions
-        .login(&server, &c.token)
+        .login(&server, &c.token, c.fingerprint.as_deref())
         .await
-        .map_err(|e| Failure::new(format!("unable to authenticate into {server}: {e}")))?;
+    {
+        Ok(()) => {}
+        Err(e @ SessionError::Untrusted { .. }) => {
+            if let SessionError::Untrusted { url, seen } = &e {
+                ctx.out
+                    .send(Event::UntrustedCertificate {
+                        url: url.clone(),
+                        fingerprint: seen.clone(),
+                    })
+                    .await;
+            }
+            return Err(Failure::new(e.to_string()));
+        }
+        Err(e) => {
+            return Err(Failure::new(format!(
+                "unable to authenticate into {server}: {e}"
+            )));
+        }
+    }
     ctx.out.log(format!("Logged in to {server}.")).await;
     Ok(0)
 }
