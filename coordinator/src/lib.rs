@@ -45,13 +45,11 @@ pub mod pool;
 pub mod pools;
 pub mod queue;
 pub mod restore;
-mod serve_tls;
 pub mod service;
 pub mod statefile;
 pub mod teardown;
 #[cfg(test)]
 mod testing;
-pub mod tls;
 pub mod tokens;
 pub mod tombstones;
 pub mod transfer;
@@ -101,9 +99,6 @@ pub enum StartError {
     /// A pool.
     #[error(transparent)]
     Pool(#[from] PoolError),
-    /// TLS, or plaintext where it is refused.
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
 }
 
 /// The coordinator's shared state.
@@ -134,8 +129,6 @@ pub struct Options {
     pub state: PathBuf,
     /// The configuration.
     pub config: Config,
-    /// TLS or plaintext.
-    pub tls: tls::TlsMode,
 }
 
 /// A running coordinator.
@@ -143,8 +136,6 @@ pub struct Options {
 pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
-    /// The TLS certificate's `SHA256:...` fingerprint (none: plaintext).
-    pub fingerprint: Option<String>,
     /// The shared state.
     pub coordinator: Arc<Coordinator>,
     cancel: CancellationToken,
@@ -198,17 +189,11 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         addr: opts.listen.clone(),
         source,
     })?;
-    let served = tls::setup(&opts.tls, addr, &opts.state)?;
-    let scheme = if served.acceptor.is_some() {
-        "https"
-    } else {
-        "http"
-    };
     let public_url = opts
         .config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("{scheme}://{addr}"));
+        .unwrap_or_else(|| format!("http://{addr}"));
     let db = sled::Config::new()
         .path(opts.state.join("db"))
         .open()
@@ -252,12 +237,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         bootstrap_objects: tokio::sync::Mutex::default(),
         _db: db,
     });
-    tracing::info!(
-        %addr,
-        tls = served.acceptor.is_some(),
-        fingerprint = served.fingerprint.as_deref().unwrap_or(""),
-        "coordinator listening"
-    );
+    tracing::info!(%addr, "coordinator listening");
     c.restore().await;
     let cancel = CancellationToken::new();
     tokio::spawn(teardown::reaper(c.clone(), cancel.clone()));
@@ -266,20 +246,10 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
             .add_service(GomoteExtensionServiceServer::new(
                 extension::Extension::new(c.clone()),
             ))
-            .into_axum_router();
+            .into_axum_router()
+            .layer(axum::middleware::map_request(service::note_rpc));
     let app = web::router(c.clone()).merge(grpc);
     let shutdown = cancel.clone();
-    let fingerprint = served.fingerprint.clone();
-    if let Some(acceptor) = served.acceptor {
-        let task = tokio::spawn(serve_tls::serve(listener, acceptor, app, shutdown));
-        return Ok(Running {
-            addr,
-            fingerprint,
-            coordinator: c,
-            cancel,
-            task,
-        });
-    }
     let task = tokio::spawn(async move {
         // Small gRPC frames (one per output chunk) must not wait for
         // delayed ACKs: without NODELAY every exec gains ~40 ms.
@@ -295,7 +265,6 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     });
     Ok(Running {
         addr,
-        fingerprint,
         coordinator: c,
         cancel,
         task,

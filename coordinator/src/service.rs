@@ -43,6 +43,18 @@ impl Service {
     }
 }
 
+/// The RPC a request is for (`protos.GomoteService/ListInstances`), for
+/// the audit log: tonic does not tell a service which method it serves.
+#[derive(Debug, Clone)]
+pub struct RpcPath(pub String);
+
+/// Notes each gRPC request's path in its extensions as an [`RpcPath`].
+pub async fn note_rpc(mut req: http::Request<axum::body::Body>) -> http::Request<axum::body::Body> {
+    let p = RpcPath(req.uri().path().trim_start_matches('/').to_string());
+    req.extensions_mut().insert(p);
+    req
+}
+
 /// Who is calling: the bearer token's identity (every RPC of every
 /// service this coordinator serves starts here). A token of a disabled
 /// user is refused like an unknown one; a refusal is audited with its
@@ -51,8 +63,8 @@ pub(crate) async fn identify<T>(c: &Coordinator, req: &Request<T>) -> Result<Ide
     let deny = |reason: DenyReason| {
         let rpc = req
             .extensions()
-            .get::<tonic::GrpcMethod>()
-            .map_or_else(String::new, |m| format!("{}/{}", m.service(), m.method()));
+            .get::<RpcPath>()
+            .map_or_else(String::new, |p| p.0.clone());
         c.audit.record(Event::AuthDenied { rpc, reason });
         Status::unauthenticated("request does not contain valid authentication")
     };

@@ -415,6 +415,28 @@ impl Coordinator {
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }
 
+    /// Runs `gomote-coordinator <args> --state <state>` (the `user` and
+    /// `token` commands) and returns its output, successful or not.
+    pub fn manage_output(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(Command::new(bin("gomote-coordinator")?)
+            .args(args)
+            .arg("--state")
+            .arg(&self.state)
+            .output()?)
+    }
+
+    /// [`Coordinator::manage_output`] that must succeed: its stdout.
+    pub fn manage(&self, args: &[&str]) -> Result<String> {
+        let out = self.manage_output(args)?;
+        if !out.status.success() {
+            bail!(
+                "gomote-coordinator {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
     /// `http://addr`, or `https://addr` with TLS.
     pub fn url(&self) -> String {
         if self.args.iter().any(|a| a == "--tls-self-signed") {

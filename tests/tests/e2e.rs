@@ -4,6 +4,7 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod buildlet_client;
 mod buildlet_http;
 mod coordinator;
