@@ -45,11 +45,13 @@ pub mod pool;
 pub mod pools;
 pub mod queue;
 pub mod restore;
+mod serve_tls;
 pub mod service;
 pub mod statefile;
 pub mod teardown;
 #[cfg(test)]
 mod testing;
+pub mod tls;
 pub mod tokens;
 pub mod tombstones;
 pub mod transfer;
@@ -99,6 +101,9 @@ pub enum StartError {
     /// A pool.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// TLS, or plaintext where it is refused.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The coordinator's shared state.
@@ -129,6 +134,8 @@ pub struct Options {
     pub state: PathBuf,
     /// The configuration.
     pub config: Config,
+    /// TLS or plaintext.
+    pub tls: tls::TlsMode,
 }
 
 /// A running coordinator.
@@ -136,6 +143,8 @@ pub struct Options {
 pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The TLS certificate's `SHA256:...` fingerprint (none: plaintext).
+    pub fingerprint: Option<String>,
     /// The shared state.
     pub coordinator: Arc<Coordinator>,
     cancel: CancellationToken,
@@ -189,11 +198,17 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         addr: opts.listen.clone(),
         source,
     })?;
+    let served = tls::setup(&opts.tls, addr, &opts.state)?;
+    let scheme = if served.acceptor.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let public_url = opts
         .config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let db = sled::Config::new()
         .path(opts.state.join("db"))
         .open()
@@ -237,7 +252,12 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         bootstrap_objects: tokio::sync::Mutex::default(),
         _db: db,
     });
-    tracing::info!(%addr, "coordinator listening");
+    tracing::info!(
+        %addr,
+        tls = served.acceptor.is_some(),
+        fingerprint = served.fingerprint.as_deref().unwrap_or(""),
+        "coordinator listening"
+    );
     c.restore().await;
     let cancel = CancellationToken::new();
     tokio::spawn(teardown::reaper(c.clone(), cancel.clone()));
@@ -250,6 +270,17 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
             .layer(axum::middleware::map_request(service::note_rpc));
     let app = web::router(c.clone()).merge(grpc);
     let shutdown = cancel.clone();
+    let fingerprint = served.fingerprint.clone();
+    if let Some(acceptor) = served.acceptor {
+        let task = tokio::spawn(serve_tls::serve(listener, acceptor, app, shutdown));
+        return Ok(Running {
+            addr,
+            fingerprint,
+            coordinator: c,
+            cancel,
+            task,
+        });
+    }
     let task = tokio::spawn(async move {
         // Small gRPC frames (one per output chunk) must not wait for
         // delayed ACKs: without NODELAY every exec gains ~40 ms.
@@ -265,6 +296,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     });
     Ok(Running {
         addr,
+        fingerprint,
         coordinator: c,
         cancel,
         task,
