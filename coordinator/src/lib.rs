@@ -5,7 +5,11 @@
 //!
 //! Layout:
 //! - configuration and identity: `config` (builder and host types),
-//!   `tokens` (bearer tokens);
+//!   `tokens` (expiring bearer tokens), `accounts` (users, roles, one-time
+//!   enrolment links), `password` (argon2id), `manage` (the `user` and
+//!   `token` commands), `statefile` (the lock and atomic writes of files
+//!   both those commands and the server change), `audit` (the JSON-lines
+//!   audit log);
 //! - machines: `pool` (the [`pool::Pool`] trait every source of machines
 //!   implements, and the handle persisted per instance), `pools` (which
 //!   pool provides each host type), `local_pool` (buildlet child
@@ -22,7 +26,9 @@
 //! - edges: `error` ([`CoordError`], what the domain code returns),
 //!   `explain` (buildlet failures in the user's terms), `service` (the
 //!   gRPC API; maps errors to status codes), `extension` (the RPCs beyond
-//!   Go's), `web` (the HTTP side).
+//!   Go's), `web` (the HTTP side), `enroll` (the
+//!   enrolment page), `webform` (escaping, CSRF tokens and the Origin check
+//!   for HTML forms).
 
 pub mod accounts;
 pub mod audit;
