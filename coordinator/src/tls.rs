@@ -223,6 +223,28 @@ mod tests {
     }
 
     #[test]
+    fn operator_files() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ck = rcgen::generate_simple_self_signed(vec!["coord.example".into()]).expect("cert");
+        let (cert, key) = (d.path().join("c.pem"), d.path().join("k.pem"));
+        std::fs::write(&cert, ck.cert.pem()).expect("write");
+        std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write");
+        let any: SocketAddr = "0.0.0.0:1".parse().expect("addr");
+        let s = setup(&TlsMode::Files { cert, key }, any, d.path()).expect("setup");
+        assert_eq!(
+            s.fingerprint,
+            Some(gomote_shared::tls::fingerprint(ck.cert.der()))
+        );
+        // No self-signed certificate is made beside the operator's.
+        assert!(!d.path().join("tls").exists());
+        let bad = TlsMode::Files {
+            cert: d.path().join("k.pem"),
+            key: d.path().join("k.pem"),
+        };
+        assert!(setup(&bad, any, d.path()).is_err());
+    }
+
+    #[test]
     fn self_signed_is_kept() {
         let d = tempfile::tempdir().expect("tempdir");
         let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");

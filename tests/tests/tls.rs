@@ -99,6 +99,47 @@ fn tls_pinned_login_and_commands() {
     assert_eq!(out, "through TLS\n");
 }
 
+/// At a terminal (a pty from `script`), login asks and pins on `yes`.
+#[test]
+fn tls_login_asks_at_a_terminal() {
+    use std::io::Write as _;
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no script(1): skipped");
+        return;
+    }
+    let c = tls_coordinator();
+    let token = c.token("carol@example.com").unwrap();
+    let fp = c.fingerprint().unwrap();
+    let env = GomoteEnv::new("").unwrap();
+    let line = format!(
+        "{} -server {} login",
+        bin("gomote").unwrap().display(),
+        c.url()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(env.work())
+        .envs(env.env_vars())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The token, then the answer; the pty hands them over a line at a time.
+    let mut w = child.stdin.take().unwrap();
+    write!(w, "{token}\nyes\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    drop(w);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("is not trusted: {fp}")) && out.contains("Trust it? (yes/no)"),
+        "{out}"
+    );
+    assert!(out.contains("Logged in to"), "{out}");
+    env.ok(&["-server", &c.url(), "list"]).unwrap();
+}
+
 #[test]
 fn tls_changed_certificate_refused_for_commands() {
     // The same address before and after, so the pin applies.
