@@ -186,7 +186,11 @@ fn a_config_mistake_is_printed_by_the_command_that_started_the_daemon() {
 #[test]
 fn daemon_status_as_json() {
     let env = GomoteEnv::new("").unwrap();
-    env.ok(&["list"]).unwrap();
+    // Started with info logging, so its log has lines to look at.
+    let o = env
+        .run_with(&["list"], &[("GOMOTED_LOG", "info")], None)
+        .unwrap();
+    assert_eq!(o.code, 0, "{}", o.stderr);
     let o = env.ok(&["daemon", "status", "-json"]).unwrap();
     let v: gomote_shared::api::Status = serde_json::from_str(&o).unwrap();
     assert_eq!(Some(i32::try_from(v.pid).unwrap()), env.daemon_pid());
