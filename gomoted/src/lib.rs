@@ -4,8 +4,8 @@
 //! commands and pushes for the thin `gomote` CLI.
 //!
 //! [`run`] is the one entry: the binary takes the per-user [`lock`], binds
-//! the socket (or adopts systemd's) and calls it; tests call it in-process. The module map is
-//! in docs/architecture.md.
+//! the socket (or adopts systemd's) and calls it; tests call it in-process.
+//! The module map is in docs/architecture.md.
 
 pub mod activation;
 mod cmd;
