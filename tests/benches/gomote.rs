@@ -2,27 +2,11 @@
 //! `gomote list`, each timed from CLI start to exit with a warm daemon,
 //! against `ssh` with ControlMaster running `true`, in the same run.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use gomote_tests::GomoteEnv;
 use gomote_tests::timing::{median, median_p90, ms};
-
-fn time(env: &GomoteEnv, args: &[&str], n: usize) -> Result<Vec<Duration>> {
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut c = env.cmd(args)?;
-        c.stdout(Stdio::null()).stderr(Stdio::null());
-        let t = Instant::now();
-        let st = c.status()?;
-        v.push(t.elapsed());
-        if !st.success() {
-            bail!("gomote {args:?} failed: {st}");
-        }
-    }
-    Ok(v)
-}
 
 fn main() -> Result<()> {
     // Build (or check) the binaries before anything is timed.
@@ -36,8 +20,8 @@ fn main() -> Result<()> {
         "gomote create (autostarts the daemon and its coordinator): {}",
         ms(t.elapsed())
     );
-    let mut run = time(&env, &["run", &name, "/bin/true"], 200)?;
-    let mut list = time(&env, &["list"], 200)?;
+    let mut run = env.time(&["run", &name, "/bin/true"], 200)?;
+    let mut list = env.time(&["list"], 200)?;
     println!(
         "gomote run NAME /bin/true, CLI start to exit: {}",
         median_p90(&mut run)

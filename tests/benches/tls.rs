@@ -3,29 +3,13 @@
 //! certificate) and over loopback plaintext, in the same run. The daemon
 //! keeps its connection, so the handshake is paid once, not per command.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use gomote_tests::timing::{median, ms};
 use gomote_tests::{Coordinator, GomoteEnv, builder, local_host_type};
 
 const N: usize = 100;
-
-fn time(env: &GomoteEnv, args: &[&str], n: usize) -> Result<Vec<Duration>> {
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut c = env.cmd(args)?;
-        c.stdout(Stdio::null()).stderr(Stdio::null());
-        let t = Instant::now();
-        let st = c.status()?;
-        v.push(t.elapsed());
-        if !st.success() {
-            bail!("gomote {args:?} failed: {st}");
-        }
-    }
-    Ok(v)
-}
 
 /// The median of `run NAME /bin/true` against a coordinator started with
 /// `args`, after a login (pinning when TLS) and a create.
@@ -53,8 +37,8 @@ fn bench(args: &[&str]) -> Result<Duration> {
         .trim()
         .to_string();
     // Warm: the daemon, its connection, the instance.
-    time(&env, &["-server", &url, "run", &name, "/bin/true"], 5)?;
-    let mut v = time(&env, &["-server", &url, "run", &name, "/bin/true"], N)?;
+    env.time(&["-server", &url, "run", &name, "/bin/true"], 5)?;
+    let mut v = env.time(&["-server", &url, "run", &name, "/bin/true"], N)?;
     env.ok(&["-server", &url, "destroy", &name])?;
     Ok(median(&mut v))
 }

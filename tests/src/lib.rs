@@ -704,6 +704,23 @@ pub fn goroot_copy() -> Option<PathBuf> {
 /// lock and log, which `gomoted` processes belong to it, and how to start
 /// one directly (for socket activation).
 impl GomoteEnv {
+    /// Runs `gomote args...` `n` times, output discarded, and returns how
+    /// long each took from start to exit (benchmarks).
+    pub fn time(&self, args: &[&str], n: usize) -> Result<Vec<Duration>> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut c = self.cmd(args)?;
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            let t = std::time::Instant::now();
+            let st = c.status()?;
+            v.push(t.elapsed());
+            if !st.success() {
+                bail!("gomote {args:?} failed: {st}");
+            }
+        }
+        Ok(v)
+    }
+
     /// The daemon's lock file (`<data>/gomoted.lock`: pid and version).
     pub fn lock_path(&self) -> PathBuf {
         self.dir.path().join("data/gomote/gomoted.lock")
@@ -889,6 +906,16 @@ pub mod grpc {
             channel(c).await?,
             Bearer(token.map(str::to_string)),
         ))
+    }
+
+    /// The caller's instances (ListInstances).
+    pub async fn instances(
+        cl: &mut Client,
+    ) -> Result<Vec<gomote_shared::proto::Instance>, tonic::Status> {
+        let r = cl
+            .list_instances(gomote_shared::proto::ListInstancesRequest {})
+            .await?;
+        Ok(r.into_inner().instances)
     }
 
     /// An extension-service client of `c` calling with `token`.

@@ -213,12 +213,7 @@ async fn every_rpc_happy_path() {
     let (second, _) = create(&mut cl, "linux-amd64").await;
     assert_eq!(second.gomote_id, "alice-linux-amd64-1", "lowest free n");
 
-    let list = cl
-        .list_instances(ListInstancesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .instances;
+    let list = grpc::instances(&mut cl).await.unwrap();
     let ids: Vec<&str> = list.iter().map(|i| i.gomote_id.as_str()).collect();
     assert_eq!(ids, vec!["alice-linux-amd64-0", "alice-linux-amd64-1"]);
     assert!(list.iter().all(|i| i.working_dir.is_empty()));
@@ -492,14 +487,7 @@ async fn auth_ownership_and_exit_codes() {
         .code(),
         Code::PermissionDenied
     );
-    assert!(
-        b.list_instances(ListInstancesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .instances
-            .is_empty()
-    );
+    assert!(grpc::instances(&mut b).await.unwrap().is_empty());
     assert_eq!(
         b.instance_alive(InstanceAliveRequest {
             gomote_id: "bob-nosuch-0".into()
@@ -657,12 +645,7 @@ async fn idle_instances_expire() {
     .unwrap();
     assert!(
         eventually_async(Duration::from_secs(10), async || {
-            cl.list_instances(ListInstancesRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .instances
-                .is_empty()
+            grpc::instances(&mut cl).await.unwrap().is_empty()
         })
         .await,
         "instance never expired"
@@ -684,12 +667,9 @@ async fn restart_keeps_instances_and_dead_buildlet_is_reported() {
     let (b, _) = create(&mut cl, "linux-amd64").await;
     c.restart().unwrap();
     let mut cl = client(&c, Some(&t)).await;
-    let ids: Vec<String> = cl
-        .list_instances(ListInstancesRequest {})
+    let ids: Vec<String> = grpc::instances(&mut cl)
         .await
         .unwrap()
-        .into_inner()
-        .instances
         .into_iter()
         .map(|i| i.gomote_id)
         .collect();

@@ -99,11 +99,9 @@ async fn capacity(e: &mut Ext, builder: &str) -> BuilderCapacityResponse {
 }
 
 async fn ids(cl: &mut Client) -> Vec<String> {
-    cl.list_instances(ListInstancesRequest {})
+    grpc::instances(cl)
         .await
         .unwrap()
-        .into_inner()
-        .instances
         .into_iter()
         .map(|i| i.gomote_id)
         .collect()
@@ -271,12 +269,9 @@ async fn go_builder_names_are_aliases_and_typos_get_a_suggestion() {
         (i.gomote_id.as_str(), i.builder_type.as_str()),
         ("alice-linux-amd64-race-0", "linux-amd64-race")
     );
-    let listed: Vec<String> = cl
-        .list_instances(ListInstancesRequest {})
+    let listed: Vec<String> = grpc::instances(&mut cl)
         .await
         .unwrap()
-        .into_inner()
-        .instances
         .into_iter()
         .map(|i| i.builder_type)
         .collect();

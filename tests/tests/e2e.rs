@@ -13,6 +13,7 @@ mod daemon_lifecycle;
 mod day_one;
 mod gomote_cli;
 mod hermetic;
+mod module_cycles;
 mod push;
 mod seed;
 mod tls;
