@@ -112,9 +112,8 @@ impl KeepAlive {
         let Some(t) = &self.store else { return };
         let r = match server {
             Some(server) => {
-                let at = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let at =
+                    u64::try_from(gomote_shared::timefmt::unix(SystemTime::now())).unwrap_or(0);
                 let v = serde_json::to_vec(&StoredUse {
                     server: server.to_string(),
                     at,

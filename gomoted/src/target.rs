@@ -62,20 +62,31 @@ pub enum RunEnd {
     Failed(String),
     /// It could not run or the stream broke.
     Infra(String),
+    /// The command is not on the instance: the coordinator's one line.
+    NoCommand(String),
+    /// The directory to run in is not on the instance: its one line.
+    NoDirectory(String),
 }
 
 impl RunEnd {
-    /// A command that could not start: the coordinator's one-line reason
-    /// (a missing command or directory) when it gave one.
+    /// A command that could not start. Our coordinator answers Aborted
+    /// with one line naming what is missing (docs/protocol.md 2.4); this is
+    /// the one place that reads it, so callers match on the variant.
     pub fn start_failure(e: &OpError) -> RunEnd {
-        match e.code {
-            Some(Code::Aborted) => RunEnd::Infra(
-                e.message()
-                    .strip_prefix("unable to execute command: ")
-                    .unwrap_or(e.message())
-                    .to_string(),
-            ),
-            _ => RunEnd::Infra(e.to_string()),
+        if e.code != Some(Code::Aborted) {
+            return RunEnd::Infra(e.to_string());
+        }
+        let line = e.message();
+        let line = line
+            .strip_prefix("unable to execute command: ")
+            .unwrap_or(line)
+            .to_string();
+        if line.starts_with("command ") {
+            RunEnd::NoCommand(line)
+        } else if line.starts_with("directory ") {
+            RunEnd::NoDirectory(line)
+        } else {
+            RunEnd::Infra(line)
         }
     }
 
@@ -88,7 +99,7 @@ impl RunEnd {
                 .and_then(|n| n.trim().parse().ok())
                 .filter(|n: &i32| *n != 0)
                 .unwrap_or(1),
-            RunEnd::Infra(_) => 1,
+            RunEnd::Infra(_) | RunEnd::NoCommand(_) | RunEnd::NoDirectory(_) => 1,
         }
     }
 }

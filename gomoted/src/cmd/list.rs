@@ -112,15 +112,16 @@ pub fn go_duration(nanos: i128) -> String {
 pub async fn list(ctx: &Ctx, c: &ListCmd) -> CmdResult {
     let (d, json) = (&ctx.daemon, c.json);
     let sess = ctx.session().await?;
-    let insts = sess
-        .grpc
-        .clone()
-        .list_instances(ListInstancesRequest {})
-        .await
+    // Both questions at once: one round trip, not two.
+    let mut grpc = sess.grpc.clone();
+    let (insts, dead) = tokio::join!(
+        grpc.list_instances(ListInstancesRequest {}),
+        dead_instances(&sess)
+    );
+    let insts = insts
         .map_err(|s| Failure::new(format!("unable to list instance: {}", rpc_text(&s))))?
         .into_inner()
         .instances;
-    let dead = dead_instances(&sess).await;
     let mut groups_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for g in d.state.group_names() {
         for m in d.state.group(&g).unwrap_or_default() {

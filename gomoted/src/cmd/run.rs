@@ -284,12 +284,10 @@ pub async fn run(ctx: &Ctx, a: &RunCmd) -> CmdResult {
     }
     if !many {
         return match &ends[0] {
-            JobEnd::Done(RunEnd::Infra(e)) if e.starts_with("command ") => {
+            JobEnd::Done(RunEnd::NoCommand(e)) => {
                 Err(Failure::new(format!("{e}{}", flag_hint(&cmd))))
             }
-            JobEnd::Done(RunEnd::Infra(e)) if e.starts_with("directory ") => {
-                Err(Failure::new(e.clone()))
-            }
+            JobEnd::Done(RunEnd::NoDirectory(e)) => Err(Failure::new(e.clone())),
             JobEnd::Done(RunEnd::Infra(e)) => {
                 Err(Failure::new(format!("unable to execute {cmd}: {e}")))
             }
@@ -300,11 +298,11 @@ pub async fn run(ctx: &Ctx, a: &RunCmd) -> CmdResult {
     let mut failed = 0;
     for (t, e) in targets.iter().zip(&ends) {
         match e {
-            JobEnd::Done(RunEnd::Infra(s)) if s.starts_with("command ") => {
+            JobEnd::Done(RunEnd::NoCommand(s)) => {
                 failed += 1;
                 ctx.out.log(format!("{s}{}", flag_hint(&cmd))).await;
             }
-            JobEnd::Done(RunEnd::Failed(s)) | JobEnd::Done(RunEnd::Infra(s)) => {
+            JobEnd::Done(RunEnd::Failed(s) | RunEnd::Infra(s) | RunEnd::NoDirectory(s)) => {
                 failed += 1;
                 ctx.out
                     .log(format!("Command {cmd:?} failed on {:?}: {s}", t.name()))
@@ -356,7 +354,10 @@ pub async fn setup(ctx: &Ctx, insts: &[Inst]) -> CmdResult {
     .await;
     ctx.daemon.runs.remove("setup");
     for (t, e) in insts.iter().zip(ends) {
-        if let JobEnd::Done(RunEnd::Failed(s) | RunEnd::Infra(s)) = e {
+        if let JobEnd::Done(
+            RunEnd::Failed(s) | RunEnd::Infra(s) | RunEnd::NoCommand(s) | RunEnd::NoDirectory(s),
+        ) = e
+        {
             return Err(Failure::new(format!(
                 "make.bash failed on {}: {s}",
                 t.name()
